@@ -1,0 +1,432 @@
+// Forward over packed batches, backward to every parameter, prefill and batched decode.
+// Activations are assigned, parameter gradients accumulate (+=). Shapes are in the comments;
+// letters as in MODEL.md. Every op goes through the Kernels table (kernels/kernels.h).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "base/check.h"
+#include "model/model.h"
+
+namespace m1 {
+
+using Vec = std::vector<float>;
+using IVec = std::vector<int>;
+
+template <class V>
+static auto* sized(V& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+struct MoeActs {
+  Vec logits, probs, top_w, xg, a1, a3, act, y;  // (T,E) (T,E) (T,k) (T·k,D) (T·k,I)×3 (T·k,D)
+  IVec top_idx, offsets, perm, rows;             // (T,k) (E+1) (T·k) (T·k)
+  float aux = 0;
+};
+
+struct LayerActs {
+  Vec x, n1, rstd1;                            // (T,D) (T,D) (T)
+  Vec qkv_pre, qkv, core, y, rstd_y, g_pre;    // lightning: (T,3Hd) (T,3Hd) (T,Hd) (T,Hd) (T) (T,Hd)
+  Vec gated;                                   // softmax reuses core = attention output (T,Hd)
+  Vec q, kk, vv, lse;                          // softmax: (T,Hd) (T,Hkv·d) (T,Hkv·d) (H·T)
+  Vec a, h1, n2, rstd2;                        // (T,D) ×3, (T)
+  MoeActs moe;
+};
+
+struct Workspace {
+  std::vector<LayerActs> layers;
+  Vec h, hL, nf, rstdf, logsm, mo;  // (T,D) (T,D) (T,D) (T) (T,V) (T,D)
+  IVec pos;                         // (T) RoPE position within the segment
+  // backward scratch
+  Vec dh, dn, dh1, dtmp, dA, dB, dC, dD, dprobs, dlogits, dtop_w, dxg;
+};
+
+Workspace* new_workspace() { return new Workspace(); }
+void delete_workspace(Workspace* ws) { delete ws; }
+
+namespace {
+
+struct Dims {
+  int D, H, Hkv, d, I, E, k, V, L;
+  explicit Dims(const ModelConfig& c)
+      : D(c.hidden_size), H(c.num_attention_heads), Hkv(c.num_key_value_heads), d(c.head_dim),
+        I(c.intermediate_size), E(c.num_local_experts), k(c.num_experts_per_tok), V(c.vocab_size),
+        L(c.num_hidden_layers) {}
+};
+
+// y (T,out) = x (T,in) · Wᵀ, W (out,in).
+inline void linear(const Kernels& K, float* y, const float* x, const float* W, int T, int in, int out) {
+  K.gemm(false, true, T, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+}
+// Backward of linear: dx (T,in) (= or += by beta) = dy·W; dW += dyᵀ·x.
+inline void linear_backward(const Kernels& K, float* dx, float beta, float* dW, const float* dy, const float* x,
+                            const float* W, int T, int in, int out) {
+  if (dx) K.gemm(false, false, T, in, out, 1.0f, dy, out, W, in, beta, dx, in);
+  K.gemm(true, false, out, in, T, 1.0f, dy, out, x, in, 1.0f, dW, in);
+}
+
+// out (T,D) = MoE(x); keeps routing and expert activations in a.
+void moe_forward(const Kernels& K, const Dims& m, const LayerView& w, float coef, const float* x, int T, MoeActs& a,
+                 float* out) {
+  const int E = m.E, k = m.k, D = m.D, I = m.I, Tk = T * k;
+  float* logits = sized(a.logits, size_t(T) * E);
+  linear(K, logits, x, w.router, T, D, E);
+  K.router_forward(sized(a.probs, size_t(T) * E), sized(a.top_idx, size_t(Tk)), sized(a.top_w, size_t(Tk)), logits,
+                   T, E, k);
+  K.moe_dispatch(sized(a.offsets, size_t(E) + 1), sized(a.perm, size_t(Tk)), a.top_idx.data(), T, E, k);
+  int* rows = sized(a.rows, size_t(Tk));
+  for (int i = 0; i < Tk; ++i) rows[i] = a.perm[i] / k;
+  K.gather_rows(sized(a.xg, size_t(Tk) * D), x, rows, Tk, D);
+  sized(a.a1, size_t(Tk) * I);
+  sized(a.a3, size_t(Tk) * I);
+  sized(a.act, size_t(Tk) * I);
+  sized(a.y, size_t(Tk) * D);
+  for (int e = 0; e < E; ++e) {
+    const int o = a.offsets[e], n = a.offsets[e + 1] - o;
+    if (n == 0) continue;
+    const float* xe = a.xg.data() + size_t(o) * D;
+    linear(K, a.a1.data() + size_t(o) * I, xe, w.w1[e], n, D, I);
+    linear(K, a.a3.data() + size_t(o) * I, xe, w.w3[e], n, D, I);
+    K.swiglu_forward(a.act.data() + size_t(o) * I, a.a1.data() + size_t(o) * I, a.a3.data() + size_t(o) * I,
+                     size_t(n) * I);
+    linear(K, a.y.data() + size_t(o) * D, a.act.data() + size_t(o) * I, w.w2[e], n, I, D);
+  }
+  K.moe_combine(out, a.y.data(), a.perm.data(), a.top_w.data(), T, k, D);
+  a.aux = K.moe_aux_loss(nullptr, a.probs.data(), a.top_idx.data(), T, E, k, coef, 0.0f);
+}
+
+// dx (T,D) += ∂/∂x of MoE given dout; parameter grads into g. aux_scale = weight of this
+// layer's aux loss in the total loss.
+void moe_backward(const Kernels& K, const Dims& m, const LayerView& w, const LayerView& g, float coef,
+                  float aux_scale, const float* x, int T, MoeActs& a, const float* dout, float* dx, Workspace& ws) {
+  const int E = m.E, k = m.k, D = m.D, I = m.I, Tk = T * k;
+  float* dy = sized(ws.dA, size_t(Tk) * D);
+  float* dtop_w = sized(ws.dtop_w, size_t(Tk));
+  K.moe_combine_backward(dy, dtop_w, dout, a.y.data(), a.perm.data(), a.top_w.data(), T, k, D);
+  float* dact = sized(ws.dB, size_t(Tk) * I);
+  float* da1 = sized(ws.dC, size_t(Tk) * I);
+  float* da3 = sized(ws.dD, size_t(Tk) * I);
+  float* dxg = sized(ws.dxg, size_t(Tk) * D);
+  for (int e = 0; e < E; ++e) {
+    const int o = a.offsets[e], n = a.offsets[e + 1] - o;
+    if (n == 0) continue;
+    const size_t oI = size_t(o) * I, oD = size_t(o) * D;
+    linear_backward(K, dact + oI, 0.0f, g.w2[e], dy + oD, a.act.data() + oI, w.w2[e], n, I, D);
+    K.swiglu_backward(da1 + oI, da3 + oI, dact + oI, a.a1.data() + oI, a.a3.data() + oI, size_t(n) * I);
+    linear_backward(K, dxg + oD, 0.0f, g.w1[e], da1 + oI, a.xg.data() + oD, w.w1[e], n, D, I);
+    linear_backward(K, dxg + oD, 1.0f, g.w3[e], da3 + oI, a.xg.data() + oD, w.w3[e], n, D, I);
+  }
+  for (int i = 0; i < Tk; ++i) {  // scatter-add back to tokens
+    float* dr = dx + size_t(a.rows[i]) * D;
+    const float* s = dxg + size_t(i) * D;
+    for (int c = 0; c < D; ++c) dr[c] += s[c];
+  }
+  float* dprobs = sized(ws.dprobs, size_t(T) * E);
+  K.moe_aux_loss(dprobs, a.probs.data(), a.top_idx.data(), T, E, k, coef, aux_scale);
+  float* dlogits = sized(ws.dlogits, size_t(T) * E);
+  K.router_backward(dlogits, dtop_w, dprobs, a.probs.data(), a.top_idx.data(), T, E, k);
+  linear_backward(K, dx, 1.0f, g.router, dlogits, x, w.router, T, D, E);
+}
+
+// a (T,D) = lightning attention of layer input n1 over the batch's segments. When states is
+// non-null, states[s] receives segment s's final lightning state (H,d,d).
+void lightning_layer_forward(const Kernels& K, const Dims& m, const LayerView& w, const float* lambda, int block,
+                             const Batch& b, LayerActs& A, float* const* states) {
+  const int T = b.size(), H = m.H, d = m.d, Hd = H * d, D = m.D;
+  float* qkv_pre = sized(A.qkv_pre, size_t(T) * 3 * Hd);
+  float* qkv = sized(A.qkv, size_t(T) * 3 * Hd);
+  linear(K, qkv_pre, A.n1.data(), w.qkv, T, D, 3 * Hd);
+  K.silu_forward(qkv, qkv_pre, size_t(T) * 3 * Hd);
+  float* core = sized(A.core, size_t(T) * Hd);
+  for (int s = 0; s < b.segments(); ++s) {
+    const int t0 = b.seg[s], n = b.seg[s + 1] - t0;
+    if (n == 0) continue;
+    K.lightning_forward(core + size_t(t0) * Hd, states ? states[s] : nullptr, qkv + size_t(t0) * 3 * Hd, nullptr,
+                        lambda, n, H, d, block);
+  }
+  K.rmsnorm_forward(sized(A.y, size_t(T) * Hd), sized(A.rstd_y, size_t(T)), core, w.attn_norm, T, Hd, 1e-6f);
+  float* g_pre = sized(A.g_pre, size_t(T) * Hd);
+  linear(K, g_pre, A.n1.data(), w.gate, T, D, Hd);
+  float* gated = sized(A.gated, size_t(T) * Hd);
+  K.sigmoid_mul_forward(gated, g_pre, A.y.data(), size_t(T) * Hd);
+  linear(K, sized(A.a, size_t(T) * D), gated, w.out, T, Hd, D);
+}
+
+void lightning_layer_backward(const Kernels& K, const Dims& m, const LayerView& w, const LayerView& g,
+                              const float* lambda, int block, const Batch& b, LayerActs& A, const float* da, float* dn1,
+                              Workspace& ws) {
+  const int T = b.size(), H = m.H, d = m.d, Hd = H * d, D = m.D;
+  float* dgated = sized(ws.dA, size_t(T) * Hd);
+  linear_backward(K, dgated, 0.0f, g.out, da, A.gated.data(), w.out, T, Hd, D);
+  float* dg = sized(ws.dB, size_t(T) * Hd);
+  float* dy = sized(ws.dC, size_t(T) * Hd);
+  K.sigmoid_mul_backward(dg, dy, dgated, A.g_pre.data(), A.y.data(), size_t(T) * Hd);
+  linear_backward(K, dn1, 1.0f, g.gate, dg, A.n1.data(), w.gate, T, D, Hd);
+  float* dcore = dgated;  // reuse: dgated is dead
+  K.rmsnorm_backward(dcore, g.attn_norm, dy, A.core.data(), w.attn_norm, A.rstd_y.data(), T, Hd);
+  float* dqkv = sized(ws.dD, size_t(T) * 3 * Hd);
+  for (int s = 0; s < b.segments(); ++s) {
+    const int t0 = b.seg[s], n = b.seg[s + 1] - t0;
+    if (n == 0) continue;
+    K.lightning_backward(dqkv + size_t(t0) * 3 * Hd, dcore + size_t(t0) * Hd, A.qkv.data() + size_t(t0) * 3 * Hd,
+                         lambda, n, H, d, block);
+  }
+  float* dpre = sized(ws.dxg, size_t(T) * 3 * Hd);
+  K.silu_backward(dpre, dqkv, A.qkv_pre.data(), size_t(T) * 3 * Hd);
+  linear_backward(K, dn1, 1.0f, g.qkv, dpre, A.n1.data(), w.qkv, T, D, 3 * Hd);
+}
+
+void softmax_layer_forward(const Kernels& K, const Dims& m, const LayerView& w, const ModelConfig& c, const Batch& b,
+                           const int* pos, LayerActs& A) {
+  const int T = b.size(), H = m.H, Hkv = m.Hkv, d = m.d, Hd = H * d, Kd = Hkv * d, D = m.D;
+  float* q = sized(A.q, size_t(T) * Hd);
+  float* kk = sized(A.kk, size_t(T) * Kd);
+  float* vv = sized(A.vv, size_t(T) * Kd);
+  linear(K, q, A.n1.data(), w.q, T, D, Hd);
+  linear(K, kk, A.n1.data(), w.k, T, D, Kd);
+  linear(K, vv, A.n1.data(), w.v, T, D, Kd);
+  K.rope_forward(q, T, H, d, Hd, c.rotary_dim, pos, float(c.rope_theta));
+  K.rope_forward(kk, T, Hkv, d, Kd, c.rotary_dim, pos, float(c.rope_theta));
+  float* core = sized(A.core, size_t(T) * Hd);
+  float* lse = sized(A.lse, size_t(T) * H);
+  for (int s = 0; s < b.segments(); ++s) {
+    const int t0 = b.seg[s], n = b.seg[s + 1] - t0;
+    if (n == 0) continue;
+    K.attention_forward(core + size_t(t0) * Hd, lse + size_t(t0) * H, q + size_t(t0) * Hd, Hd, kk + size_t(t0) * Kd,
+                        vv + size_t(t0) * Kd, Kd, n, H, Hkv, d);
+  }
+  linear(K, sized(A.a, size_t(T) * D), core, w.o, T, Hd, D);
+}
+
+void softmax_layer_backward(const Kernels& K, const Dims& m, const LayerView& w, const LayerView& g,
+                            const ModelConfig& c, const Batch& b, const int* pos, LayerActs& A, const float* da,
+                            float* dn1, Workspace& ws) {
+  const int T = b.size(), H = m.H, Hkv = m.Hkv, d = m.d, Hd = H * d, Kd = Hkv * d, D = m.D;
+  float* dcore = sized(ws.dA, size_t(T) * Hd);
+  linear_backward(K, dcore, 0.0f, g.o, da, A.core.data(), w.o, T, Hd, D);
+  float* dq = sized(ws.dB, size_t(T) * Hd);
+  float* dk = sized(ws.dC, size_t(T) * Kd);
+  float* dv = sized(ws.dD, size_t(T) * Kd);
+  for (int s = 0; s < b.segments(); ++s) {
+    const int t0 = b.seg[s], n = b.seg[s + 1] - t0;
+    if (n == 0) continue;
+    K.attention_backward(dq + size_t(t0) * Hd, dk + size_t(t0) * Kd, dv + size_t(t0) * Kd, dcore + size_t(t0) * Hd,
+                         A.core.data() + size_t(t0) * Hd, A.lse.data() + size_t(t0) * H, A.q.data() + size_t(t0) * Hd,
+                         Hd, A.kk.data() + size_t(t0) * Kd, A.vv.data() + size_t(t0) * Kd, Kd, n, H, Hkv, d);
+  }
+  K.rope_backward(dq, T, H, d, Hd, c.rotary_dim, pos, float(c.rope_theta));
+  K.rope_backward(dk, T, Hkv, d, Kd, c.rotary_dim, pos, float(c.rope_theta));
+  linear_backward(K, dn1, 1.0f, g.q, dq, A.n1.data(), w.q, T, D, Hd);
+  linear_backward(K, dn1, 1.0f, g.k, dk, A.n1.data(), w.k, T, D, Kd);
+  linear_backward(K, dn1, 1.0f, g.v, dv, A.n1.data(), w.v, T, D, Kd);
+}
+
+// out = src_a·alpha + src_b·beta over n values.
+inline void axpby(float* out, const float* a, float alpha, const float* b, float beta, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = a[i] * alpha + b[i] * beta;
+}
+
+float attn_alpha(const ModelConfig& c, int l) {
+  return float(c.is_softmax(l) ? c.layernorm_full_attention_alpha : c.layernorm_linear_attention_alpha);
+}
+float attn_beta(const ModelConfig& c, int l) {
+  return float(c.is_softmax(l) ? c.layernorm_full_attention_beta : c.layernorm_linear_attention_beta);
+}
+
+// Appends each segment's keys and values (after RoPE) to its decode state's cache for layer l.
+void capture_kv(const Batch& b, const LayerActs& A, const Dims& m, int l, DecodeState* const* capture) {
+  const size_t Kd = size_t(m.Hkv) * m.d;
+  for (int s = 0; s < b.segments(); ++s) {
+    DecodeState& st = *capture[s];
+    const size_t t0 = size_t(b.seg[s]), t1 = size_t(b.seg[s + 1]);
+    st.kcache[l].assign(A.kk.begin() + t0 * Kd, A.kk.begin() + t1 * Kd);
+    st.vcache[l].assign(A.vv.begin() + t0 * Kd, A.vv.begin() + t1 * Kd);
+  }
+}
+
+}  // namespace
+
+void Model::forward(const Batch& b, Workspace& ws, ForwardOut& out, DecodeState* const* capture) const {
+  const Kernels& K = *kern_;
+  const Dims m(cfg_);
+  const int T = b.size(), D = m.D;
+  M1_CHECK(T > 0 && b.seg.size() >= 2 && int(b.targets.size()) == T);
+  ModelView w = const_cast<Model*>(this)->view(const_cast<float*>(params_.data()));
+  ws.layers.resize(size_t(m.L));
+  int* pos = sized(ws.pos, size_t(T));
+  for (int s = 0; s < b.segments(); ++s)
+    for (int t = b.seg[s]; t < b.seg[s + 1]; ++t) pos[t] = t - b.seg[s];
+  float* h = sized(ws.h, size_t(T) * D);
+  K.embedding_forward(h, b.tokens.data(), w.embed, T, D);
+  const float eps = float(cfg_.rms_norm_eps), coef = float(cfg_.router_aux_loss_coef);
+  out.aux_loss = 0;
+  for (int l = 0; l < m.L; ++l) {
+    LayerActs& A = ws.layers[l];
+    const LayerView& lw = w.layers[l];
+    std::copy(h, h + size_t(T) * D, sized(A.x, size_t(T) * D));
+    K.rmsnorm_forward(sized(A.n1, size_t(T) * D), sized(A.rstd1, size_t(T)), A.x.data(), lw.input_norm, T, D, eps);
+    if (cfg_.is_softmax(l)) {
+      softmax_layer_forward(K, m, lw, cfg_, b, pos, A);
+      if (capture) capture_kv(b, A, m, l, capture);
+    } else {
+      std::vector<float*> st;
+      if (capture)
+        for (int s = 0; s < b.segments(); ++s) st.push_back(capture[s]->lstate[l].data());
+      lightning_layer_forward(K, m, lw, lambda_[l].data(), cfg_.block_size, b, A, capture ? st.data() : nullptr);
+    }
+    float* h1 = sized(A.h1, size_t(T) * D);
+    axpby(h1, cfg_.postnorm ? A.n1.data() : A.x.data(), attn_alpha(cfg_, l), A.a.data(), attn_beta(cfg_, l),
+          size_t(T) * D);
+    K.rmsnorm_forward(sized(A.n2, size_t(T) * D), sized(A.rstd2, size_t(T)), h1, lw.post_norm, T, D, eps);
+    float* mo = sized(ws.mo, size_t(T) * D);
+    moe_forward(K, m, lw, coef, A.n2.data(), T, A.moe, mo);
+    out.aux_loss += A.moe.aux / float(m.L);
+    axpby(h, cfg_.postnorm ? A.n2.data() : h1, float(cfg_.layernorm_mlp_alpha), mo, float(cfg_.layernorm_mlp_beta),
+          size_t(T) * D);
+  }
+  if (capture)
+    for (int s = 0; s < b.segments(); ++s) capture[s]->len = b.seg[s + 1] - b.seg[s];
+  std::copy(h, h + size_t(T) * D, sized(ws.hL, size_t(T) * D));
+  K.rmsnorm_forward(sized(ws.nf, size_t(T) * D), sized(ws.rstdf, size_t(T)), ws.hL.data(), w.final_norm, T, D, eps);
+  out.logp.resize(size_t(T));
+  out.entropy.resize(size_t(T));
+  K.lm_head_forward(out.logp.data(), out.entropy.data(), sized(ws.logsm, size_t(T) * m.V), ws.nf.data(), w.lm_head,
+                    b.targets.data(), T, D, m.V);
+}
+
+void Model::backward(const Batch& b, Workspace& ws, const float* dlogp, float aux_weight, float* grads) const {
+  const Kernels& K = *kern_;
+  const Dims m(cfg_);
+  const int T = b.size(), D = m.D;
+  ModelView w = const_cast<Model*>(this)->view(const_cast<float*>(params_.data()));
+  ModelView g = view(grads);
+  float* dh = sized(ws.dh, size_t(T) * D);
+  float* dn = sized(ws.dn, size_t(T) * D);
+  K.lm_head_backward(dn, g.lm_head, dlogp, ws.logsm.data(), ws.nf.data(), w.lm_head, b.targets.data(), T, D, m.V);
+  K.rmsnorm_backward(dh, g.final_norm, dn, ws.hL.data(), w.final_norm, ws.rstdf.data(), T, D);
+  const float coef = float(cfg_.router_aux_loss_coef), aux_scale = aux_weight / float(m.L);
+  float* dh1 = sized(ws.dh1, size_t(T) * D);
+  float* dtmp = sized(ws.dtmp, size_t(T) * D);
+  for (int l = m.L - 1; l >= 0; --l) {
+    LayerActs& A = ws.layers[l];
+    const LayerView &lw = w.layers[l], &lg = g.layers[l];
+    // h_out = src·α_mlp + moe(n2)·β_mlp, src = n2 (postnorm) or h1
+    const float am = float(cfg_.layernorm_mlp_alpha), bm = float(cfg_.layernorm_mlp_beta);
+    for (size_t i = 0; i < size_t(T) * D; ++i) {
+      dn[i] = cfg_.postnorm ? am * dh[i] : 0.0f;
+      dtmp[i] = bm * dh[i];
+    }
+    moe_backward(K, m, lw, lg, coef, aux_scale, A.n2.data(), T, A.moe, dtmp, dn, ws);
+    K.rmsnorm_backward(dh1, lg.post_norm, dn, A.h1.data(), lw.post_norm, A.rstd2.data(), T, D);
+    if (!cfg_.postnorm)
+      for (size_t i = 0; i < size_t(T) * D; ++i) dh1[i] += am * dh[i];
+    // h1 = src·α + a·β, src = n1 (postnorm) or x
+    const float aa = attn_alpha(cfg_, l), ba = attn_beta(cfg_, l);
+    for (size_t i = 0; i < size_t(T) * D; ++i) {
+      dn[i] = cfg_.postnorm ? aa * dh1[i] : 0.0f;
+      dtmp[i] = ba * dh1[i];
+    }
+    if (cfg_.is_softmax(l))
+      softmax_layer_backward(K, m, lw, lg, cfg_, b, ws.pos.data(), A, dtmp, dn, ws);
+    else
+      lightning_layer_backward(K, m, lw, lg, lambda_[l].data(), cfg_.block_size, b, A, dtmp, dn, ws);
+    K.rmsnorm_backward(dh, lg.input_norm, dn, A.x.data(), lw.input_norm, A.rstd1.data(), T, D);
+    if (!cfg_.postnorm)
+      for (size_t i = 0; i < size_t(T) * D; ++i) dh[i] += aa * dh1[i];
+  }
+  K.embedding_backward(g.embed, dh, b.tokens.data(), T, D);
+}
+
+void Model::prefill(const std::vector<std::vector<int>>& prompts, DecodeState* const* states, float* logsm) const {
+  Batch b;
+  for (auto& p : prompts) {
+    M1_CHECK(!p.empty());
+    b.add_segment(p);
+  }
+  for (auto& t : b.targets) t = -1;
+  for (size_t s = 0; s < prompts.size(); ++s) *states[s] = new_state();
+  Workspace ws;
+  ForwardOut out;
+  forward(b, ws, out, states);
+  const int V = cfg_.vocab_size;
+  for (int s = 0; s < b.segments(); ++s)
+    std::copy(ws.logsm.begin() + size_t(b.seg[s + 1] - 1) * V, ws.logsm.begin() + size_t(b.seg[s + 1]) * V,
+              logsm + size_t(s) * V);
+}
+
+void Model::decode_step(const int* tokens, DecodeState* const* states, int B, float* logsm) const {
+  const Kernels& K = *kern_;
+  const Dims m(cfg_);
+  const int D = m.D, H = m.H, Hkv = m.Hkv, d = m.d, Hd = H * d, Kd = Hkv * d;
+  ModelView w = const_cast<Model*>(this)->view(const_cast<float*>(params_.data()));
+  thread_local Workspace ws;
+  thread_local LayerActs A;
+  int* pos = sized(ws.pos, size_t(B));
+  for (int b = 0; b < B; ++b) pos[b] = states[b]->len;
+  float* h = sized(ws.h, size_t(B) * D);
+  K.embedding_forward(h, tokens, w.embed, B, D);
+  const float eps = float(cfg_.rms_norm_eps), coef = float(cfg_.router_aux_loss_coef);
+  std::vector<float*> ptrs(static_cast<size_t>(B));
+  std::vector<const float*> kp(static_cast<size_t>(B)), vp(static_cast<size_t>(B));
+  std::vector<int> lens(static_cast<size_t>(B));
+  for (int l = 0; l < m.L; ++l) {
+    const LayerView& lw = w.layers[l];
+    float* n1 = sized(A.n1, size_t(B) * D);
+    K.rmsnorm_forward(n1, sized(A.rstd1, size_t(B)), h, lw.input_norm, B, D, eps);
+    float* core = sized(A.core, size_t(B) * Hd);
+    float* gated = sized(A.gated, size_t(B) * Hd);
+    if (cfg_.is_softmax(l)) {
+      float* q = sized(A.q, size_t(B) * Hd);
+      float* kk = sized(A.kk, size_t(B) * Kd);
+      float* vv = sized(A.vv, size_t(B) * Kd);
+      linear(K, q, n1, lw.q, B, D, Hd);
+      linear(K, kk, n1, lw.k, B, D, Kd);
+      linear(K, vv, n1, lw.v, B, D, Kd);
+      K.rope_forward(q, B, H, d, Hd, cfg_.rotary_dim, pos, float(cfg_.rope_theta));
+      K.rope_forward(kk, B, Hkv, d, Kd, cfg_.rotary_dim, pos, float(cfg_.rope_theta));
+      for (int b = 0; b < B; ++b) {
+        auto& kc = states[b]->kcache[l];
+        auto& vc = states[b]->vcache[l];
+        kc.insert(kc.end(), kk + size_t(b) * Kd, kk + size_t(b + 1) * Kd);
+        vc.insert(vc.end(), vv + size_t(b) * Kd, vv + size_t(b + 1) * Kd);
+      }
+      for (int b = 0; b < B; ++b) {
+        kp[b] = states[b]->kcache[l].data();
+        vp[b] = states[b]->vcache[l].data();
+        lens[b] = int(states[b]->kcache[l].size() / Kd);
+      }
+      K.attention_decode(core, q, kp.data(), vp.data(), lens.data(), B, H, Hkv, d);
+      linear(K, sized(A.a, size_t(B) * D), core, lw.o, B, Hd, D);
+    } else {
+      float* qkv = sized(A.qkv, size_t(B) * 3 * Hd);
+      float* pre = sized(A.qkv_pre, size_t(B) * 3 * Hd);
+      linear(K, pre, n1, lw.qkv, B, D, 3 * Hd);
+      K.silu_forward(qkv, pre, size_t(B) * 3 * Hd);
+      for (int b = 0; b < B; ++b) ptrs[b] = states[b]->lstate[l].data();
+      K.lightning_decode(core, ptrs.data(), qkv, lambda_[l].data(), B, H, d);
+      float* y = sized(A.y, size_t(B) * Hd);
+      K.rmsnorm_forward(y, sized(A.rstd_y, size_t(B)), core, lw.attn_norm, B, Hd, 1e-6f);
+      float* g = sized(A.g_pre, size_t(B) * Hd);
+      linear(K, g, n1, lw.gate, B, D, Hd);
+      K.sigmoid_mul_forward(gated, g, y, size_t(B) * Hd);
+      linear(K, sized(A.a, size_t(B) * D), gated, lw.out, B, Hd, D);
+    }
+    float* h1 = sized(A.h1, size_t(B) * D);
+    axpby(h1, cfg_.postnorm ? n1 : h, attn_alpha(cfg_, l), A.a.data(), attn_beta(cfg_, l), size_t(B) * D);
+    float* n2 = sized(A.n2, size_t(B) * D);
+    K.rmsnorm_forward(n2, sized(A.rstd2, size_t(B)), h1, lw.post_norm, B, D, eps);
+    float* mo = sized(ws.mo, size_t(B) * D);
+    moe_forward(K, m, lw, coef, n2, B, A.moe, mo);
+    axpby(h, cfg_.postnorm ? n2 : h1, float(cfg_.layernorm_mlp_alpha), mo, float(cfg_.layernorm_mlp_beta),
+          size_t(B) * D);
+  }
+  float* nf = sized(ws.nf, size_t(B) * D);
+  K.rmsnorm_forward(nf, sized(ws.rstdf, size_t(B)), h, w.final_norm, B, D, eps);
+  std::vector<int> none(size_t(B), -1);
+  std::vector<float> lp(static_cast<size_t>(B));
+  K.lm_head_forward(lp.data(), nullptr, logsm, nf, w.lm_head, none.data(), B, D, m.V);
+  for (int b = 0; b < B; ++b) states[b]->len += 1;
+}
+
+}  // namespace m1

@@ -1,0 +1,32 @@
+// Model directories: DIR/config.json + DIR/model.safetensors (or shards via the index).
+#include <set>
+
+#include "base/file.h"
+#include "base/log.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+
+namespace m1 {
+
+Result<Model> load_model(const std::string& dir) {
+  M1_ASSIGN_OR_RETURN(ModelConfig cfg, load_model_config(path_join(dir, "config.json")));
+  M1_ASSIGN_OR_RETURN(SafetensorsReader rd, SafetensorsReader::open(dir));
+  Model m(std::move(cfg));
+  std::set<std::string> expected;
+  for (const ParamSpec& s : m.specs()) {
+    expected.insert(s.name);
+    M1_RETURN_IF_ERROR(rd.read_f32(s.name, s.shape, m.params() + s.offset));
+  }
+  for (const TensorInfo& t : rd.tensors())
+    if (!expected.count(t.name)) log_warn("{}: tensor '{}' is not part of the model; ignored", dir, t.name);
+  return m;
+}
+
+Status save_model(const Model& m, const std::string& dir, const std::string& dtype) {
+  std::vector<TensorToWrite> ts;
+  for (const ParamSpec& s : m.specs()) ts.push_back({s.name, s.shape, m.params() + s.offset});
+  M1_RETURN_IF_ERROR(write_safetensors(path_join(dir, "model.safetensors"), ts, dtype));
+  return write_file(path_join(dir, "config.json"), model_config_to_json(m.config()));
+}
+
+}  // namespace m1

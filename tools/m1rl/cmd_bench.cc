@@ -1,0 +1,216 @@
+// m1rl bench model: this machine's ceilings (sgemm GFLOP/s, memory GB/s) measured in the same run,
+// then training tokens/s and MFU at 1..N threads, decode tokens/s at batch 1 and 32, and decode
+// time per token by context length for lightning-only, hybrid and all-softmax variants of CONFIG.
+// Ratios, not absolute numbers, are what to read: the machines are shared and noisy.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/rng.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "tools/m1rl/commands.h"
+
+namespace m1::cli {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double secs_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Best of `reps` timings of fn().
+template <class F>
+double best_time(int reps, F&& fn) {
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = Clock::now();
+    fn();
+    best = std::min(best, secs_since(t0));
+  }
+  return best;
+}
+
+double sgemm_gflops(int n) {
+  std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
+  const Kernels& K = cpu_fast_kernels();
+  K.gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  const double t = best_time(5, [&] { K.gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n); });
+  return 2.0 * n * n * double(n) / t / 1e9;
+}
+
+// Copy bandwidth (read + write bytes) of a 256 MiB buffer, single stream.
+double mem_gbps() {
+  const size_t n = size_t(64) << 20;  // floats
+  std::vector<float> a(n, 1.f), b(n, 0.f);
+  const double t = best_time(3, [&] { std::memcpy(b.data(), a.data(), n * sizeof(float)); });
+  return 2.0 * n * sizeof(float) / t / 1e9;
+}
+
+// Model FLOPs per trained token (forward + backward = 3× forward): matmuls over active params and
+// the LM head, plus attention at the batch's average causal context.
+double train_flops_per_token(const ModelConfig& c, double avg_ctx) {
+  const ModelStats st = compute_model_stats(c);
+  const double H = c.num_attention_heads, d = c.head_dim;
+  double fwd = 2.0 * (st.active_params + double(c.vocab_size) * c.hidden_size);
+  fwd += c.num_softmax_layers() * 4.0 * H * d * avg_ctx;
+  fwd += c.num_lightning_layers() * 4.0 * H * d * d;
+  return 3.0 * fwd;
+}
+
+Batch random_batch(const ModelConfig& c, int segs, int len, uint64_t seed) {
+  Rng r(seed);
+  Batch b;
+  for (int s = 0; s < segs; ++s) {
+    std::vector<int> t(static_cast<size_t>(len));
+    for (auto& x : t) x = int(r.below(uint64_t(c.vocab_size)));
+    b.add_segment(t);
+  }
+  return b;
+}
+
+double train_tokens_per_s(const Model& m, const Batch& b) {
+  Workspace* ws = new_workspace();
+  std::vector<float> g(m.num_params(), 0.f), dl(static_cast<size_t>(b.size()), -1e-3f);
+  ForwardOut o;
+  auto step = [&] {
+    m.forward(b, *ws, o);
+    m.backward(b, *ws, dl.data(), 1.0f, g.data());
+  };
+  step();  // warm-up
+  const double t = best_time(3, step);
+  delete_workspace(ws);
+  return b.size() / t;
+}
+
+double decode_tokens_per_s(const Model& m, int B, int steps) {
+  Rng r(5);
+  std::vector<std::vector<int>> prompts(static_cast<size_t>(B));
+  for (auto& p : prompts)
+    for (int i = 0; i < 16; ++i) p.push_back(int(r.below(uint64_t(m.config().vocab_size))));
+  std::vector<DecodeState> st(static_cast<size_t>(B));
+  std::vector<DecodeState*> sp;
+  for (auto& s : st) sp.push_back(&s);
+  const int V = m.config().vocab_size;
+  std::vector<float> lsm(size_t(B) * V);
+  m.prefill(prompts, sp.data(), lsm.data());
+  std::vector<int> toks(static_cast<size_t>(B), 1);
+  m.decode_step(toks.data(), sp.data(), B, lsm.data());  // warm-up
+  auto t0 = Clock::now();
+  for (int s = 0; s < steps; ++s) m.decode_step(toks.data(), sp.data(), B, lsm.data());
+  return double(B) * steps / secs_since(t0);
+}
+
+// ms per decoded token (batch 1) with a context of `ctx` tokens already in the decode state. The
+// state is synthetic (random lightning state and KV cache of the right size): the cost of a
+// decode step depends on the sizes, not on how the state was produced.
+double decode_ms_at_context(const Model& m, int ctx) {
+  DecodeState s = m.new_state();
+  const ModelConfig& c = m.config();
+  const size_t Kd = size_t(c.num_key_value_heads) * c.head_dim;
+  Rng r(9);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    for (auto& x : s.lstate[l]) x = 0.01f * float(r.normal());
+    if (c.is_softmax(l)) {
+      s.kcache[l].resize(size_t(ctx) * Kd);
+      s.vcache[l].resize(size_t(ctx) * Kd);
+      for (auto& x : s.kcache[l]) x = 0.1f * float(r.normal());
+      for (auto& x : s.vcache[l]) x = 0.1f * float(r.normal());
+    }
+  }
+  s.len = ctx;
+  DecodeState* sp = &s;
+  std::vector<float> lsm(static_cast<size_t>(c.vocab_size));
+  int tok = 1;
+  m.decode_step(&tok, &sp, 1, lsm.data());
+  const int steps = 8;
+  double best = 1e30;
+  for (int i = 0; i < steps; ++i) {
+    auto t0 = Clock::now();
+    m.decode_step(&tok, &sp, 1, lsm.data());
+    best = std::min(best, secs_since(t0));
+  }
+  return best * 1e3;
+}
+
+}  // namespace
+
+int bench_model(const std::string& config, bool as_json, int threads) {
+  auto cfg = load_model_config(config);
+  if (!cfg.is_ok()) {
+    std::fprintf(stderr, "m1rl: error: %s\n", cfg.status().message().c_str());
+    return 1;
+  }
+  const ModelConfig& c = cfg.value();
+  Model m(c);
+  m.init_random(1);
+  json j;
+  json sg = json::object(), tps = json::object(), mfu = json::object();
+  const int segs = 8, len = 256;
+  const Batch b = random_batch(c, segs, len, 3);
+  const double fpt = train_flops_per_token(c, (len + 1) / 2.0);
+  for (int t = 1; t <= threads; ++t) {
+    set_num_threads(t);
+    const double g = sgemm_gflops(1024);
+    const double tp = train_tokens_per_s(m, b);
+    sg[std::to_string(t)] = g;
+    tps[std::to_string(t)] = tp;
+    mfu[std::to_string(t)] = tp * fpt / (g * 1e9);
+    if (!as_json)
+      std::fprintf(stderr, "threads %d: sgemm %.1f GFLOP/s, train %.0f tok/s, MFU %.1f%%\n", t, g, tp,
+                   100.0 * tp * fpt / (g * 1e9));
+  }
+  set_num_threads(threads);
+  j["sgemm_gflops"] = sg[std::to_string(threads)];
+  j["sgemm_gflops_by_threads"] = sg;
+  j["mem_gbps"] = mem_gbps();
+  j["train_tokens_per_s"] = tps;
+  j["mfu"] = mfu;
+  j["train_flops_per_token"] = fpt;
+  j["threads"] = threads;
+  j["decode_tokens_per_s"] = {{"1", decode_tokens_per_s(m, 1, 64)}, {"32", decode_tokens_per_s(m, 32, 16)}};
+  // Three variants of CONFIG: every layer lightning, as given, every layer softmax.
+  json ms = json::object();
+  const std::vector<int> ctxs = {1024, 4096, 16384, 65536};
+  const std::pair<const char*, int> variants[] = {{"lightning", 0}, {"hybrid", -1}, {"softmax", 1}};
+  for (const auto& [name, type] : variants) {
+    ModelConfig vc = c;
+    if (type >= 0) vc.attn_type_list.assign(size_t(c.num_hidden_layers), type);
+    Model vm(vc);
+    vm.init_random(2);
+    json row = json::object();
+    for (int ctx : ctxs) row[std::to_string(ctx)] = decode_ms_at_context(vm, ctx);
+    ms[name] = row;
+  }
+  j["decode_ms_per_token"] = ms;
+  const double lflat = ms["lightning"]["65536"].get<double>() / ms["lightning"]["1024"].get<double>();
+  const double hyb = ms["hybrid"]["65536"].get<double>() / ms["softmax"]["65536"].get<double>();
+  j["ratios"] = {{"lightning_64k_over_1k", lflat}, {"hybrid_over_softmax_64k", hyb},
+                 {"train_2_over_1_threads", threads >= 2 ? tps["2"].get<double>() / tps["1"].get<double>() : 1.0}};
+  if (as_json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("machine: sgemm %.1f GFLOP/s (%d threads), copy bandwidth %.1f GB/s\n", j["sgemm_gflops"].get<double>(),
+              threads, j["mem_gbps"].get<double>());
+  for (auto& [k, v] : tps.items())
+    std::printf("train   %s thread(s): %8.0f tokens/s   MFU %.1f%% of measured sgemm\n", k.c_str(), v.get<double>(),
+                100 * mfu[k].get<double>());
+  std::printf("decode  batch 1: %.0f tokens/s   batch 32: %.0f tokens/s\n", j["decode_tokens_per_s"]["1"].get<double>(),
+              j["decode_tokens_per_s"]["32"].get<double>());
+  std::printf("decode ms/token  %10s %10s %10s %10s\n", "1K", "4K", "16K", "64K");
+  for (const auto& [name, type] : variants) {
+    std::printf("  %-14s", name);
+    for (int ctx : ctxs) std::printf(" %10.3f", ms[name][std::to_string(ctx)].get<double>());
+    std::printf("\n");
+  }
+  std::printf("ratios: lightning 64K/1K = %.3f (goal <= 1.1), hybrid/softmax at 64K = %.3f (goal <= 0.5), "
+              "train 2/1 threads = %.2f (goal >= 1)\n", lflat, hyb, j["ratios"]["train_2_over_1_threads"].get<double>());
+  return 0;
+}
+
+}  // namespace m1::cli

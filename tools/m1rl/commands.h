@@ -1,0 +1,22 @@
+// The m1rl subcommands. main.cc parses the command line (CLI11, in that one TU only) and calls
+// one of these; each returns the process exit code (0 ok, 1 failure, 2 bad usage) and prints
+// errors to stderr naming the bad input.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace m1::cli {
+
+int model_init(const std::string& config, uint64_t seed, const std::string& out);
+int model_info(const std::string& path, bool json);
+int model_logprobs(const std::string& dir, const std::string& input, const std::string& out);
+int model_grad(const std::string& dir, const std::string& input, const std::string& out, const std::string& objective,
+               double eps_high, bool eps_high_set);
+int generate(const std::string& dir, const std::string& prompt, int max_new, double temperature, double top_p,
+             int top_k, uint64_t seed);
+int bench_model(const std::string& config, bool json, int threads);
+int sft(const std::string& config);
+int eval(const std::string& dir, const std::string& tasks, int min_d, int max_d, int n, uint64_t seed, int max_new);
+
+}  // namespace m1::cli

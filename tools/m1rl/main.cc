@@ -1,0 +1,106 @@
+// m1rl: one binary, subcommands `m1rl <noun> <verb>`. This TU holds all CLI11 parsing (it is
+// slow to compile); the work is in cmd_*.cc.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "kernels/kernels.h"
+#include "tools/m1rl/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"m1rl: MiniMax-M1-style models trained with asynchronous RL (CISPO)"};
+  app.require_subcommand(1);
+  int rc = 0;
+
+  auto* model = app.add_subcommand("model", "model tools: init, info, logprobs, grad");
+  model->require_subcommand(1);
+  {
+    auto* c = model->add_subcommand("init", "write DIR/config.json and DIR/model.safetensors");
+    static std::string config, out;
+    static uint64_t seed = 0;
+    c->add_option("--config", config, "config.json")->required();
+    c->add_option("--seed", seed, "initialisation seed")->required();
+    c->add_option("--out", out, "output directory")->required();
+    c->callback([&] { rc = m1::cli::model_init(config, seed, out); });
+  }
+  {
+    auto* c = model->add_subcommand("info", "parameters, FLOPs per token, decode state and weight bytes");
+    static std::string path;
+    static bool json = false;
+    c->add_option("PATH", path, "a config.json or a model directory")->required();
+    c->add_flag("--json", json, "print JSON");
+    c->callback([&] { rc = m1::cli::model_info(path, json); });
+  }
+  {
+    auto* c = model->add_subcommand("logprobs", "token logprobs of JSONL segments");
+    static std::string dir, in, out;
+    c->add_option("DIR", dir, "model directory")->required();
+    c->add_option("--input", in, "JSONL, one {\"tokens\":[...]} per line")->required();
+    c->add_option("--out", out, "JSONL output, one {\"logprobs\":[...]} per line")->required();
+    c->callback([&] { rc = m1::cli::model_logprobs(dir, in, out); });
+  }
+  {
+    auto* c = model->add_subcommand("grad", "gradient of an RL objective to every weight");
+    static std::string dir, in, out, objective = "cispo";
+    static double eps_high = 3.0;
+    c->add_option("DIR", dir, "model directory")->required();
+    c->add_option("--input", in, "JSONL: tokens, prompt_len, advantage[, behavior_logprobs]")->required();
+    c->add_option("--out", out, "output safetensors (F32 gradients under the weights' names)")->required();
+    c->add_option("--objective", objective, "cispo|cispo-mask|grpo|dapo");
+    auto* e = c->add_option("--eps-high", eps_high, "CISPO IS-weight upper clip epsilon (default 3.0)");
+    c->callback([&, e] { rc = m1::cli::model_grad(dir, in, out, objective, eps_high, e->count() > 0); });
+  }
+  {
+    auto* c = app.add_subcommand("generate", "sample a response to a prompt");
+    static std::string dir, prompt;
+    static int max_new = 64, top_k = 0;
+    static double temperature = 1.0, top_p = 1.0;
+    static uint64_t seed = 0;
+    c->add_option("DIR", dir, "model directory")->required();
+    c->add_option("--prompt", prompt, "prompt text")->required();
+    c->add_option("--max-new", max_new, "token budget")->check(CLI::PositiveNumber);
+    c->add_option("--temperature", temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+    c->add_option("--top-p", top_p, "nucleus mass")->check(CLI::Range(1e-6, 1.0));
+    c->add_option("--top-k", top_k, "0 = off")->check(CLI::NonNegativeNumber);
+    c->add_option("--seed", seed, "sampling seed");
+    c->callback([&] { rc = m1::cli::generate(dir, prompt, max_new, temperature, top_p, top_k, seed); });
+  }
+  {
+    auto* bench = app.add_subcommand("bench", "benchmarks");
+    bench->require_subcommand(1);
+    auto* c = bench->add_subcommand("model", "training and decoding speed against this machine's ceilings");
+    static std::string config;
+    static bool json = false;
+    static int threads = 2;
+    c->add_option("--config", config, "config.json")->required();
+    c->add_flag("--json", json, "print JSON");
+    c->add_option("--threads", threads, "largest thread count to measure")->check(CLI::Range(1, 256));
+    c->callback([&] { rc = m1::cli::bench_model(config, json, threads); });
+  }
+  {
+    auto* c = app.add_subcommand("sft", "supervised fine-tuning on the built-in tasks");
+    static std::string config;
+    c->add_option("CONFIG", config, "SFT TOML config")->required();
+    c->callback([&] { rc = m1::cli::sft(config); });
+  }
+  {
+    auto* c = app.add_subcommand("eval", "held-out accuracy of a model on built-in tasks");
+    static std::string dir, tasks = "add";
+    static int min_d = 1, max_d = 2, n = 100, max_new = 24;
+    static uint64_t seed = 1;
+    c->add_option("DIR", dir, "model directory")->required();
+    c->add_option("--tasks", tasks, "comma-separated task names");
+    c->add_option("--min-difficulty", min_d)->check(CLI::PositiveNumber);
+    c->add_option("--max-difficulty", max_d)->check(CLI::PositiveNumber);
+    c->add_option("--examples", n)->check(CLI::PositiveNumber);
+    c->add_option("--seed", seed);
+    c->add_option("--max-new", max_new)->check(CLI::PositiveNumber);
+    c->callback([&] { rc = m1::cli::eval(dir, tasks, min_d, max_d, n, seed, max_new); });
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return rc;
+}
