@@ -24,7 +24,9 @@ class Pool {
     workers_.clear();
     stop_ = false;
     threads_ = n;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+    // Workers start from the current generation, so work posted before they first wait is seen.
+    const uint64_t gen = generation_;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
   }
   int threads() const { return threads_; }
   void run(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk) {
@@ -52,12 +54,7 @@ class Pool {
   }
 
  private:
-  void loop(int idx) {
-    uint64_t seen = 0;
-    {
-      std::unique_lock<std::mutex> lk(mu_);
-      seen = generation_;
-    }
+  void loop(int idx, uint64_t seen) {
     for (;;) {
       const std::function<void(size_t, size_t)>* fn;
       size_t n, parts;

@@ -126,7 +126,8 @@ const Kernels& cpu_fast_kernels();
 // selected here once issue 4 provides one; a process with no GPU uses the CPU and says so once.)
 const Kernels& default_kernels();
 
-// Sizes every CPU thread pool together (OpenBLAS and base/parallel.h). n ≥ 1.
+// Sizes the CPU thread pool (base/parallel.h) to n ≥ 1 threads and pins OpenBLAS to one thread:
+// large GEMMs are split over the pool, so exactly one pool ever runs (no spinning second pool).
 void set_num_threads(int n);
 int num_threads();
 

@@ -18,6 +18,9 @@ namespace {
 
 constexpr size_t kElemChunk = 1 << 14;  // elementwise ops: do not split below this many values
 
+// OpenBLAS runs single-threaded (kernels.cc); large products are split over the pool by rows of
+// C (or by columns when C is short and wide), one single-threaded sgemm per part. One pool owns
+// every core: no second pool spins while the first works.
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;
@@ -26,8 +29,24 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
       for (int j = 0; j < N; ++j) C[size_t(i) * ldc + j] = beta == 0 ? 0.0f : beta * C[size_t(i) * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-              B, ldb, beta, C, ldc);
+  const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+  const double flops = 2.0 * M * N * double(K);
+  const int parts = pool_threads();
+  if (parts <= 1 || flops < 4e6) {
+    cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (M >= N || M >= 64 * parts) {
+    parallel_for(size_t(M), [&](size_t i0, size_t i1) {
+      const float* Ai = ta ? A + i0 : A + i0 * size_t(lda);
+      cblas_sgemm(CblasRowMajor, TA, TB, int(i1 - i0), N, K, alpha, Ai, lda, B, ldb, beta, C + i0 * size_t(ldc), ldc);
+    }, 16);
+  } else {
+    parallel_for(size_t(N), [&](size_t j0, size_t j1) {
+      const float* Bj = tb ? B + j0 * size_t(ldb) : B + j0;
+      cblas_sgemm(CblasRowMajor, TA, TB, M, int(j1 - j0), K, alpha, A, lda, Bj, ldb, beta, C + j0, ldc);
+    }, 16);
+  }
 }
 
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int N, int D, float eps) {

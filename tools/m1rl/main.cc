@@ -2,12 +2,17 @@
 // slow to compile); the work is in cmd_*.cc.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "kernels/kernels.h"
 #include "tools/m1rl/commands.h"
 
 int main(int argc, char** argv) {
+  // One thread unless M1_THREADS says otherwise (commands with a thread option override it).
+  const char* th = std::getenv("M1_THREADS");
+  m1::set_num_threads(th ? std::max(1, std::atoi(th)) : 1);
   CLI::App app{"m1rl: MiniMax-M1-style models trained with asynchronous RL (CISPO)"};
   app.require_subcommand(1);
   int rc = 0;
