@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/check.h"
+#include "base/parallel.h"
 #include "model/model.h"
 
 namespace m1 {
@@ -117,11 +118,14 @@ void moe_backward(const Kernels& K, const Dims& m, const LayerView& w, const Lay
     linear_backward(K, dxg + oD, 0.0f, g.w1[e], da1 + oI, a.xg.data() + oD, w.w1[e], n, D, I);
     linear_backward(K, dxg + oD, 1.0f, g.w3[e], da3 + oI, a.xg.data() + oD, w.w3[e], n, D, I);
   }
-  for (int i = 0; i < Tk; ++i) {  // scatter-add back to tokens
-    float* dr = dx + size_t(a.rows[i]) * D;
-    const float* s = dxg + size_t(i) * D;
-    for (int c = 0; c < D; ++c) dr[c] += s[c];
-  }
+  // scatter-add back to tokens; split by columns so no two threads write one element
+  parallel_for(size_t(D), [&](size_t c0, size_t c1) {
+    for (int i = 0; i < Tk; ++i) {
+      float* dr = dx + size_t(a.rows[i]) * D;
+      const float* s = dxg + size_t(i) * D;
+      for (size_t c = c0; c < c1; ++c) dr[c] += s[c];
+    }
+  }, 32);
   float* dprobs = sized(ws.dprobs, size_t(T) * E);
   K.moe_aux_loss(dprobs, a.probs.data(), a.top_idx.data(), T, E, k, coef, aux_scale);
   float* dlogits = sized(ws.dlogits, size_t(T) * E);
@@ -223,8 +227,11 @@ void softmax_layer_backward(const Kernels& K, const Dims& m, const LayerView& w,
 }
 
 // out = src_a·alpha + src_b·beta over n values.
-inline void axpby(float* out, const float* a, float alpha, const float* b, float beta, size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = a[i] * alpha + b[i] * beta;
+void axpby(float* out, const float* a, float alpha, const float* b, float beta, size_t n) {
+  parallel_for(n, [&](size_t i0, size_t i1) {
+#pragma omp simd
+    for (size_t i = i0; i < i1; ++i) out[i] = a[i] * alpha + b[i] * beta;
+  }, 1 << 14);
 }
 
 float attn_alpha(const ModelConfig& c, int l) {
@@ -313,20 +320,16 @@ void Model::backward(const Batch& b, Workspace& ws, const float* dlogp, float au
     const LayerView &lw = w.layers[l], &lg = g.layers[l];
     // h_out = src·α_mlp + moe(n2)·β_mlp, src = n2 (postnorm) or h1
     const float am = float(cfg_.layernorm_mlp_alpha), bm = float(cfg_.layernorm_mlp_beta);
-    for (size_t i = 0; i < size_t(T) * D; ++i) {
-      dn[i] = cfg_.postnorm ? am * dh[i] : 0.0f;
-      dtmp[i] = bm * dh[i];
-    }
+    axpby(dn, dh, cfg_.postnorm ? am : 0.0f, dh, 0.0f, size_t(T) * D);
+    axpby(dtmp, dh, bm, dh, 0.0f, size_t(T) * D);
     moe_backward(K, m, lw, lg, coef, aux_scale, A.n2.data(), T, A.moe, dtmp, dn, ws);
     K.rmsnorm_backward(dh1, lg.post_norm, dn, A.h1.data(), lw.post_norm, A.rstd2.data(), T, D);
     if (!cfg_.postnorm)
       for (size_t i = 0; i < size_t(T) * D; ++i) dh1[i] += am * dh[i];
     // h1 = src·α + a·β, src = n1 (postnorm) or x
     const float aa = attn_alpha(cfg_, l), ba = attn_beta(cfg_, l);
-    for (size_t i = 0; i < size_t(T) * D; ++i) {
-      dn[i] = cfg_.postnorm ? aa * dh1[i] : 0.0f;
-      dtmp[i] = ba * dh1[i];
-    }
+    axpby(dn, dh1, cfg_.postnorm ? aa : 0.0f, dh1, 0.0f, size_t(T) * D);
+    axpby(dtmp, dh1, ba, dh1, 0.0f, size_t(T) * D);
     if (cfg_.is_softmax(l))
       softmax_layer_backward(K, m, lw, lg, cfg_, b, ws.pos.data(), A, dtmp, dn, ws);
     else

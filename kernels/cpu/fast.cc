@@ -11,6 +11,7 @@
 #include "base/parallel.h"
 #include "kernels/cpu/fast.h"
 #include "kernels/cpu/naive.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/kernels.h"
 
 namespace m1 {
@@ -91,7 +92,7 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
   }, 64);
 }
 
-inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float sigm(float x) { return vsigmoid(x); }
 
 void silu_forward(float* y, const float* x, size_t n) {
   parallel_for(n, [&](size_t a, size_t b) {

@@ -1,8 +1,11 @@
-// Fast CPU attention kernels: softmax attention per head with blocked products, lightning
-// attention in the chunked form of Lightning Attention-2 (Alg. 1 forward, Alg. 2 backward), and
-// the recurrent decode steps. Parallel over heads (and sequences for decode) on the pool.
-// Lightning state is fp32 throughout; the backward assumes a zero initial state and recomputes
-// the inter-block state instead of storing it.
+// Fast CPU attention kernels: softmax attention per head as blocked products, lightning attention
+// in the chunked form of Lightning Attention-2 (Alg. 1 forward, Alg. 2 backward), and the
+// recurrent decode steps. Parallel over heads (and sequences for decode) on the pool; inside a
+// head the products are single-threaded OpenBLAS calls (OpenBLAS is pinned to one thread, see
+// kernels.cc). Lightning state is fp32 throughout; the backward assumes a zero initial state and
+// recomputes the inter-block state instead of storing it.
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,9 +14,17 @@
 #include "base/parallel.h"
 #include "kernels/cpu/fast.h"
 #include "kernels/cpu/small_gemm.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace m1::fast {
 namespace {
+
+// C[M,N] = alpha·op(A)·op(B) + beta·C, row-major, single-threaded.
+inline void mm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+               float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+              B, ldb, beta, C, ldc);
+}
 
 // pw[i] = λ^i for i in [0, n].
 void powers(float* pw, float lambda, int n) {
@@ -24,83 +35,93 @@ void powers(float* pw, float lambda, int n) {
   }
 }
 
+// S[m,m] ← S ⊙ M with M_ij = λ^{i−j} (i ≥ j), 0 above the diagonal.
+void decay_mask(float* S, int m, const float* pw) {
+  for (int i = 0; i < m; ++i) {
+    float* row = S + size_t(i) * m;
+    for (int j = 0; j <= i; ++j) row[j] *= pw[i - j];
+    for (int j = i + 1; j < m; ++j) row[j] = 0.0f;
+  }
+}
+
+// Rows of X[m, d] (row stride ld) scaled: X[i] *= f[i].
+void scale_rows(float* X, int m, int d, int ld, const float* f) {
+  for (int i = 0; i < m; ++i) {
+    float* r = X + size_t(i) * ld;
+    const float s = f[i];
+#pragma omp simd
+    for (int c = 0; c < d; ++c) r[c] *= s;
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- softmax attention
 
+// Per query head h (KV head g = h·Hkv/H): S = scale·Q Kᵀ (causal), P = softmax rows, O = P V.
 void attention_forward(float* o, float* lse, const float* q, int ldq, const float* k, const float* v, int ldkv, int T,
                        int H, int Hkv, int d) {
   const float scale = 1.0f / std::sqrt(float(d));
   parallel_for(size_t(H), [&](size_t h0, size_t h1) {
-    std::vector<float> s(static_cast<size_t>(T));
+    std::vector<float> S(size_t(T) * T);
     for (size_t h = h0; h < h1; ++h) {
-      const int g = int(h) * Hkv / H;
+      const size_t g = h * size_t(Hkv) / size_t(H);
+      mm(false, true, T, T, d, scale, q + h * d, ldq, k + g * d, ldkv, 0.0f, S.data(), T);
       for (int t = 0; t < T; ++t) {
-        const float* qt = q + size_t(t) * ldq + h * d;
+        float* row = S.data() + size_t(t) * T;
         float mx = -INFINITY;
-        for (int u = 0; u <= t; ++u) {
-          s[u] = scale * small::dot(qt, k + size_t(u) * ldkv + size_t(g) * d, d);
-          mx = std::max(mx, s[u]);
-        }
+        for (int u = 0; u <= t; ++u) mx = std::max(mx, row[u]);
         float sum = 0;
+#pragma omp simd reduction(+ : sum)
         for (int u = 0; u <= t; ++u) {
-          s[u] = std::exp(s[u] - mx);
-          sum += s[u];
+          row[u] = vexp(row[u] - mx);
+          sum += row[u];
         }
         const float inv = 1.0f / sum;
-        float* ot = o + size_t(t) * H * d + h * d;
-        std::fill(ot, ot + d, 0.0f);
-        for (int u = 0; u <= t; ++u) {
-          const float p = s[u] * inv;
-          const float* vu = v + size_t(u) * ldkv + size_t(g) * d;
 #pragma omp simd
-          for (int i = 0; i < d; ++i) ot[i] += p * vu[i];
-        }
+        for (int u = 0; u <= t; ++u) row[u] *= inv;
+        for (int u = t + 1; u < T; ++u) row[u] = 0.0f;
         lse[h * T + t] = mx + std::log(sum);
       }
+      mm(false, false, T, d, T, 1.0f, S.data(), T, v + g * d, ldkv, 0.0f, o + h * d, H * d);
     }
   });
 }
 
+// dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ = scale·dS K, dK += scale·dSᵀ Q, dV += Pᵀ dO.
+// Parallel over KV heads: each owns its dk/dv columns and the dq columns of its query heads.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, int ldq, const float* k, const float* v, int ldkv, int T, int H, int Hkv,
                         int d) {
   const float scale = 1.0f / std::sqrt(float(d));
   const int group = H / Hkv;
-  // Parallel over KV heads: each owns its dk/dv columns and the dq columns of its query heads.
   parallel_for(size_t(Hkv), [&](size_t g0, size_t g1) {
-    std::vector<float> p(static_cast<size_t>(T));
+    std::vector<float> P(size_t(T) * T), dP(size_t(T) * T);
     for (size_t g = g0; g < g1; ++g) {
-      for (int u = 0; u < T; ++u) {
-        std::fill(dk + size_t(u) * ldkv + g * d, dk + size_t(u) * ldkv + g * d + d, 0.0f);
-        std::fill(dv + size_t(u) * ldkv + g * d, dv + size_t(u) * ldkv + g * d + d, 0.0f);
-      }
       for (int hh = 0; hh < group; ++hh) {
         const size_t h = g * group + hh;
+        const float* Qh = q + h * d;
+        const float* Kg = k + g * d;
+        const float* Vg = v + g * d;
+        const float* dOh = dout + h * d;
+        mm(false, true, T, T, d, scale, Qh, ldq, Kg, ldkv, 0.0f, P.data(), T);
+        mm(false, true, T, T, d, 1.0f, dOh, H * d, Vg, ldkv, 0.0f, dP.data(), T);
         for (int t = 0; t < T; ++t) {
-          const float* qt = q + size_t(t) * ldq + h * d;
-          const float* dot_ = dout + size_t(t) * H * d + h * d;
-          const float* ot = o + size_t(t) * H * d + h * d;
-          float* dqt = dq + size_t(t) * ldq + h * d;
-          const float D = small::dot(dot_, ot, d);
+          float* pr = P.data() + size_t(t) * T;
+          float* dr = dP.data() + size_t(t) * T;
           const float l = lse[h * T + t];
-          std::fill(dqt, dqt + d, 0.0f);
-          for (int u = 0; u <= t; ++u) {
-            const float* ku = k + size_t(u) * ldkv + g * d;
-            const float* vu = v + size_t(u) * ldkv + g * d;
-            const float pu = std::exp(scale * small::dot(qt, ku, d) - l);
-            const float dp = small::dot(dot_, vu, d);
-            const float ds = pu * (dp - D) * scale;
-            float* dku = dk + size_t(u) * ldkv + g * d;
-            float* dvu = dv + size_t(u) * ldkv + g * d;
+          const float Dt = small::dot(dOh + size_t(t) * H * d, o + size_t(t) * H * d + h * d, d);
 #pragma omp simd
-            for (int i = 0; i < d; ++i) {
-              dqt[i] += ds * ku[i];
-              dku[i] += ds * qt[i];
-              dvu[i] += pu * dot_[i];
-            }
+          for (int u = 0; u <= t; ++u) {
+            pr[u] = vexp(pr[u] - l);
+            dr[u] = pr[u] * (dr[u] - Dt) * scale;
           }
+          for (int u = t + 1; u < T; ++u) pr[u] = dr[u] = 0.0f;
         }
+        const float beta = hh == 0 ? 0.0f : 1.0f;
+        mm(false, false, T, d, T, 1.0f, dP.data(), T, Kg, ldkv, 0.0f, dq + h * d, ldq);
+        mm(true, false, T, d, T, 1.0f, dP.data(), T, Qh, ldq, beta, dk + g * d, ldkv);
+        mm(true, false, T, d, T, 1.0f, P.data(), T, dOh, H * d, beta, dv + g * d, ldkv);
       }
     }
   });
@@ -123,8 +144,9 @@ void attention_decode(float* o, const float* q, const float* const* kcache, cons
         mx = std::max(mx, s[u]);
       }
       float sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int u = 0; u < n; ++u) {
-        s[u] = std::exp(s[u] - mx);
+        s[u] = vexp(s[u] - mx);
         sum += s[u];
       }
       float* oh = o + b * H * d + h * d;
@@ -149,7 +171,7 @@ void lightning_forward(float* o, float* state_out, const float* qkv, const float
   const int B = std::max(1, std::min(block, std::max(T, 1)));
   const int ld = 3 * H * d, ldo = H * d;
   parallel_for(size_t(H), [&](size_t h0, size_t h1) {
-    std::vector<float> kv(static_cast<size_t>(d) * d), s(static_cast<size_t>(B) * B), pw(size_t(B) + 1), kd(size_t(B) * d);
+    std::vector<float> kv(size_t(d) * d), S(size_t(B) * B), pw(size_t(B) + 1), kd(size_t(B) * d);
     for (size_t h = h0; h < h1; ++h) {
       powers(pw.data(), lambda[h], B);
       if (state_in)
@@ -165,28 +187,14 @@ void lightning_forward(float* o, float* state_out, const float* qkv, const float
         const float* Kb = K + size_t(s0) * ld;
         const float* Vb = V + size_t(s0) * ld;
         float* Ob = o + size_t(s0) * ldo + h * d;
-        // inter: O = diag(λ^{i+1}) Q·KV
-        for (int i = 0; i < m; ++i) std::fill(Ob + size_t(i) * ldo, Ob + size_t(i) * ldo + d, 0.0f);
-        small::mm_nn(m, d, d, Qb, ld, kv.data(), d, Ob, ldo);
-        for (int i = 0; i < m; ++i) {
-          float* r = Ob + size_t(i) * ldo;
-          const float f = pw[i + 1];
-#pragma omp simd
-          for (int j = 0; j < d; ++j) r[j] *= f;
-        }
-        // intra: S = (Q Kᵀ) ⊙ M, O += S V
-        std::fill(s.begin(), s.begin() + size_t(m) * m, 0.0f);
-        for (int i = 0; i < m; ++i)
-          for (int j = 0; j <= i; ++j) s[size_t(i) * m + j] = pw[i - j] * small::dot(Qb + size_t(i) * ld, Kb + size_t(j) * ld, d);
-        small::mm_nn(m, d, m, s.data(), m, Vb, ld, Ob, ldo);
-        // state: KV = λ^m KV + (diag(λ^{m-1-j}) K)ᵀ V
-        const float bd = pw[m];
-        for (auto& x : kv) x *= bd;
-        for (int j = 0; j < m; ++j) {
-          const float f = pw[m - 1 - j];
-          for (int c = 0; c < d; ++c) kd[size_t(j) * d + c] = f * Kb[size_t(j) * ld + c];
-        }
-        small::mm_tn(d, d, m, kd.data(), d, Vb, ld, kv.data(), d);
+        mm(false, false, m, d, d, 1.0f, Qb, ld, kv.data(), d, 0.0f, Ob, ldo);  // inter: Q·KV ...
+        scale_rows(Ob, m, d, ldo, pw.data() + 1);                               // ... · λ^{i+1}
+        mm(false, true, m, m, d, 1.0f, Qb, ld, Kb, ld, 0.0f, S.data(), m);      // intra: (Q Kᵀ) ⊙ M
+        decay_mask(S.data(), m, pw.data());
+        mm(false, false, m, d, m, 1.0f, S.data(), m, Vb, ld, 1.0f, Ob, ldo);
+        for (int j = 0; j < m; ++j)
+          for (int c = 0; c < d; ++c) kd[size_t(j) * d + c] = pw[m - 1 - j] * Kb[size_t(j) * ld + c];
+        mm(true, false, d, d, m, 1.0f, kd.data(), d, Vb, ld, pw[m], kv.data(), d);  // KV = λ^m KV + kdᵀ V
       }
       if (state_out) std::copy(kv.begin(), kv.end(), state_out + h * d * d);
     }
@@ -204,7 +212,8 @@ void lightning_backward(float* dqkv, const float* dout, const float* qkv, const 
   const int B = std::max(1, std::min(block, std::max(T, 1)));
   const int ld = 3 * H * d, ldo = H * d;
   parallel_for(size_t(H), [&](size_t h0, size_t h1) {
-    std::vector<float> kv(static_cast<size_t>(d) * d), s(static_cast<size_t>(B) * B), p(static_cast<size_t>(B) * B), pw(size_t(B) + 1), tmp(size_t(B) * d);
+    std::vector<float> kv(size_t(d) * d), S(size_t(B) * B), P(size_t(B) * B), pw(size_t(B) + 1),
+        tmp(static_cast<size_t>(B) * d), rev(static_cast<size_t>(B));
     for (size_t h = h0; h < h1; ++h) {
       powers(pw.data(), lambda[h], B);
       const float* Q = qkv + h * 3 * d;
@@ -220,21 +229,14 @@ void lightning_backward(float* dqkv, const float* dout, const float* qkv, const 
         const int m = std::min(B, T - s0);
         const float *Kb = K + size_t(s0) * ld, *Vb = V + size_t(s0) * ld, *dOb = dO + size_t(s0) * ldo;
         float* dQb = dQ + size_t(s0) * ld;
-        for (int i = 0; i < m; ++i) std::fill(dQb + size_t(i) * ld, dQb + size_t(i) * ld + d, 0.0f);
-        small::mm_nt(m, d, d, dOb, ldo, kv.data(), d, dQb, ld);  // dO · KVᵀ
-        for (int i = 0; i < m; ++i) {
-          const float f = pw[i + 1];
-          for (int c = 0; c < d; ++c) dQb[size_t(i) * ld + c] *= f;
-        }
-        std::fill(s.begin(), s.begin() + size_t(m) * m, 0.0f);
-        for (int i = 0; i < m; ++i)
-          for (int j = 0; j <= i; ++j) s[size_t(i) * m + j] = pw[i - j] * small::dot(dOb + size_t(i) * ldo, Vb + size_t(j) * ld, d);
-        small::mm_nn(m, d, m, s.data(), m, Kb, ld, dQb, ld);
-        const float bd = pw[m];
-        for (auto& x : kv) x *= bd;
+        mm(false, true, m, d, d, 1.0f, dOb, ldo, kv.data(), d, 0.0f, dQb, ld);  // dO · KVᵀ
+        scale_rows(dQb, m, d, ld, pw.data() + 1);
+        mm(false, true, m, m, d, 1.0f, dOb, ldo, Vb, ld, 0.0f, S.data(), m);    // (dO Vᵀ) ⊙ M
+        decay_mask(S.data(), m, pw.data());
+        mm(false, false, m, d, m, 1.0f, S.data(), m, Kb, ld, 1.0f, dQb, ld);
         for (int j = 0; j < m; ++j)
           for (int c = 0; c < d; ++c) tmp[size_t(j) * d + c] = pw[m - 1 - j] * Kb[size_t(j) * ld + c];
-        small::mm_tn(d, d, m, tmp.data(), d, Vb, ld, kv.data(), d);
+        mm(true, false, d, d, m, 1.0f, tmp.data(), d, Vb, ld, pw[m], kv.data(), d);
       }
       // pass 2 (kv now holds dKV)
       std::fill(kv.begin(), kv.end(), 0.0f);
@@ -244,36 +246,20 @@ void lightning_backward(float* dqkv, const float* dout, const float* qkv, const 
         const float *Qb = Q + size_t(s0) * ld, *Kb = K + size_t(s0) * ld, *Vb = V + size_t(s0) * ld;
         const float* dOb = dO + size_t(s0) * ldo;
         float *dKb = dK + size_t(s0) * ld, *dVb = dV + size_t(s0) * ld;
-        for (int j = 0; j < m; ++j) {
-          std::fill(dKb + size_t(j) * ld, dKb + size_t(j) * ld + d, 0.0f);
-          std::fill(dVb + size_t(j) * ld, dVb + size_t(j) * ld + d, 0.0f);
-        }
-        // inter terms: dK = diag(λ^{m-1-j}) V dKVᵀ, dV = diag(λ^{m-1-j}) K dKV
-        small::mm_nt(m, d, d, Vb, ld, kv.data(), d, dKb, ld);
-        small::mm_nn(m, d, d, Kb, ld, kv.data(), d, dVb, ld);
-        for (int j = 0; j < m; ++j) {
-          const float f = pw[m - 1 - j];
-          for (int c = 0; c < d; ++c) {
-            dKb[size_t(j) * ld + c] *= f;
-            dVb[size_t(j) * ld + c] *= f;
-          }
-        }
-        // intra: s = (dO Vᵀ) ⊙ M, p = (Q Kᵀ) ⊙ M
-        std::fill(s.begin(), s.begin() + size_t(m) * m, 0.0f);
-        std::fill(p.begin(), p.begin() + size_t(m) * m, 0.0f);
-        for (int i = 0; i < m; ++i)
-          for (int j = 0; j <= i; ++j) {
-            s[size_t(i) * m + j] = pw[i - j] * small::dot(dOb + size_t(i) * ldo, Vb + size_t(j) * ld, d);
-            p[size_t(i) * m + j] = pw[i - j] * small::dot(Qb + size_t(i) * ld, Kb + size_t(j) * ld, d);
-          }
-        small::mm_tn(m, d, m, s.data(), m, Qb, ld, dKb, ld);
-        small::mm_tn(m, d, m, p.data(), m, dOb, ldo, dVb, ld);
-        // dKV = λ^m dKV + (diag(λ^{i+1}) Q)ᵀ dO
-        const float bd = pw[m];
-        for (auto& x : kv) x *= bd;
+        for (int j = 0; j < m; ++j) rev[j] = pw[m - 1 - j];
+        mm(false, true, m, d, d, 1.0f, Vb, ld, kv.data(), d, 0.0f, dKb, ld);   // V dKVᵀ
+        mm(false, false, m, d, d, 1.0f, Kb, ld, kv.data(), d, 0.0f, dVb, ld);  // K dKV
+        scale_rows(dKb, m, d, ld, rev.data());
+        scale_rows(dVb, m, d, ld, rev.data());
+        mm(false, true, m, m, d, 1.0f, dOb, ldo, Vb, ld, 0.0f, S.data(), m);  // (dO Vᵀ) ⊙ M
+        mm(false, true, m, m, d, 1.0f, Qb, ld, Kb, ld, 0.0f, P.data(), m);    // (Q Kᵀ) ⊙ M
+        decay_mask(S.data(), m, pw.data());
+        decay_mask(P.data(), m, pw.data());
+        mm(true, false, m, d, m, 1.0f, S.data(), m, Qb, ld, 1.0f, dKb, ld);
+        mm(true, false, m, d, m, 1.0f, P.data(), m, dOb, ldo, 1.0f, dVb, ld);
         for (int i = 0; i < m; ++i)
           for (int c = 0; c < d; ++c) tmp[size_t(i) * d + c] = pw[i + 1] * Qb[size_t(i) * ld + c];
-        small::mm_tn(d, d, m, tmp.data(), d, dOb, ldo, kv.data(), d);
+        mm(true, false, d, d, m, 1.0f, tmp.data(), d, dOb, ldo, pw[m], kv.data(), d);  // dKV = λ^m dKV + (ΛQ)ᵀ dO
       }
     }
   });

@@ -127,7 +127,7 @@ double decode_ms_at_context(const Model& m, int ctx) {
   std::vector<float> lsm(static_cast<size_t>(c.vocab_size));
   int tok = 1;
   m.decode_step(&tok, &sp, 1, lsm.data());
-  const int steps = 8;
+  const int steps = 32;
   double best = 1e30;
   for (int i = 0; i < steps; ++i) {
     auto t0 = Clock::now();
