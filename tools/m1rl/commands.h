@@ -17,6 +17,7 @@ int generate(const std::string& dir, const std::string& prompt, int max_new, dou
              int top_k, uint64_t seed);
 int bench_model(const std::string& config, bool json, int threads);
 int sft(const std::string& config);
+int run(const std::string& config, const std::string& run_dir);
 int eval(const std::string& dir, const std::string& tasks, int min_d, int max_d, int n, uint64_t seed, int max_new);
 
 }  // namespace m1::cli

@@ -89,6 +89,13 @@ int main(int argc, char** argv) {
     c->callback([&] { rc = m1::cli::sft(config); });
   }
   {
+    auto* c = app.add_subcommand("run", "the whole RL pipeline in one process (SFT stage, then async RL)");
+    static std::string config, run_dir;
+    c->add_option("CONFIG", config, "run TOML config (e.g. configs/demo.toml)")->required();
+    c->add_option("--run-dir", run_dir, "run directory (overrides run.dir)");
+    c->callback([&] { rc = m1::cli::run(config, run_dir); });
+  }
+  {
     auto* c = app.add_subcommand("eval", "held-out accuracy of a model on built-in tasks");
     static std::string dir, tasks = "add";
     static int min_d = 1, max_d = 2, n = 100, max_new = 24;

@@ -1,0 +1,79 @@
+// The generator's pure logic: continuous batching over the model's incremental decoder.
+// Requests queue up; every step() admits queued requests into free slots (a finished sequence is
+// replaced without waiting for the batch), prefills the new ones, samples one token for every live
+// sequence (temperature / top-p / top-k, seeded per request), stops a sequence on eos, on its
+// thinking budget, or on repetition (RL.md: the last N sampled tokens each had probability > p),
+// and runs one batched decode step for the rest. Every sampled token records its behaviour logprob
+// and the weights version that produced it; set_weights() between steps hot-swaps the weights
+// (sequences in flight continue with their decode state; their later tokens carry the new version).
+// Ownership: owns its Model copy. Not thread safe: one caller (the generator actor).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "base/rng.h"
+#include "model/model.h"
+#include "model/sampling.h"
+
+namespace m1 {
+
+struct GenJob {
+  uint64_t request_id = 0;
+  std::vector<int> prompt;     // non-empty
+  int max_new = 64;
+  SamplingParams sampling;
+  uint64_t seed = 0;
+};
+
+struct GenOutput {
+  uint64_t request_id = 0;
+  std::vector<int> tokens;
+  std::vector<float> logprobs;    // behaviour logprob per token
+  std::vector<uint64_t> versions; // weights version per token
+  std::string finish;             // "eos", "length", "repetition", "aborted"
+};
+
+struct RepetitionStop {
+  int n = 0;          // 0 = off; else stop when the last n tokens each had probability > p
+  double p = 0.99;
+};
+
+class GeneratorLogic {
+ public:
+  GeneratorLogic(Model model, uint64_t version, int max_batch, int eos_id, RepetitionStop rep);
+  void submit(GenJob job);
+  // One scheduling round; returns the sequences that finished in it.
+  std::vector<GenOutput> step();
+  // REQUIRES: n == model's num_params(); version > current version.
+  void set_weights(const float* params, size_t n, uint64_t version);
+  // Ends every queued and live sequence with finish "aborted" (tokens so far kept).
+  std::vector<GenOutput> abort_all();
+  bool idle() const { return queue_.empty() && live_.empty(); }
+  size_t live() const { return live_.size(); }
+  size_t queued() const { return queue_.size(); }
+  uint64_t version() const { return version_; }
+  const Model& model() const { return model_; }
+  uint64_t tokens_generated() const { return tokens_; }
+
+ private:
+  struct Slot {
+    GenJob job;
+    Rng rng;
+    DecodeState state;
+    GenOutput out;
+    std::vector<float> row;  // log-softmax to sample the next token from
+    int high_prob_run = 0;   // consecutive tokens with probability > rep_.p
+  };
+  Model model_;
+  uint64_t version_;
+  int max_batch_, eos_;
+  RepetitionStop rep_;
+  std::deque<GenJob> queue_;
+  std::vector<Slot> live_;
+  uint64_t tokens_ = 0;
+};
+
+}  // namespace m1

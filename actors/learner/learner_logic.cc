@@ -1,0 +1,172 @@
+#include "actors/learner/learner_logic.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "base/file.h"
+#include "model/safetensors.h"
+
+namespace m1 {
+
+double pearson(const std::vector<double>& x, const std::vector<double>& y) {
+  const size_t n = x.size();
+  if (n < 2 || y.size() != n) return NAN;
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < n; ++i) {
+    mx += x[i];
+    my += y[i];
+  }
+  mx /= double(n);
+  my /= double(n);
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  if (sxx <= 0 || syy <= 0) return NAN;
+  return sxy / std::sqrt(sxx * syy);
+}
+
+LearnerLogic::LearnerLogic(Model model, LearnerConfig cfg)
+    : model_(std::move(model)), cfg_(cfg), rng_(cfg.seed), ws_(new_workspace()) {
+  m_.assign(model_.num_params(), 0.f);
+  v_.assign(model_.num_params(), 0.f);
+  grads_.assign(model_.num_params(), 0.f);
+}
+
+LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
+  const auto t0 = std::chrono::steady_clock::now();
+  LearnerStats st;
+  st.rollouts = int(batch.size());
+  std::vector<size_t> order(batch.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng_.below(i)]);
+  const int K = std::max(1, std::min<int>(cfg_.minibatches, int(batch.size())));
+  std::vector<double> pb, pl;  // probabilities for the correlation
+  uint64_t oldest = UINT64_MAX;
+  for (const auto& r : batch)
+    for (uint64_t v : r.versions) oldest = std::min(oldest, v);
+  st.max_staleness = oldest == UINT64_MAX ? 0 : double(version_ - std::min(version_, oldest));
+  double ent_sum = 0, ratio_sum = 0, clip_sum = 0;
+  for (int k = 0; k < K; ++k) {
+    const size_t b0 = batch.size() * size_t(k) / size_t(K), b1 = batch.size() * size_t(k + 1) / size_t(K);
+    Batch b;
+    std::vector<int> rows, seq;
+    std::vector<float> blp, adv;
+    int S = 0;
+    std::vector<bool> same_version;
+    for (size_t oi = b0; oi < b1; ++oi) {
+      const TrainRollout& r = batch[order[oi]];
+      std::vector<int> toks = r.prompt;
+      toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
+      const int t0 = b.size(), P = int(r.prompt.size());
+      b.add_segment(toks);
+      for (size_t j = 0; j < r.tokens.size(); ++j) {
+        rows.push_back(t0 + P - 1 + int(j));
+        seq.push_back(S);
+        blp.push_back(r.behavior_logprobs[j]);
+        adv.push_back(r.advantage);
+        same_version.push_back(r.versions[j] == version_);
+      }
+      ++S;
+    }
+    ForwardOut out;
+    model_.forward(b, *ws_, out);
+    const int N = int(rows.size());
+    std::vector<float> lp(static_cast<size_t>(N)), dJ(static_cast<size_t>(N));
+    for (int i = 0; i < N; ++i) {
+      lp[i] = out.logp[size_t(rows[i])];
+      ent_sum += out.entropy[size_t(rows[i])];
+    }
+    // Only before the first optimizer step do the learner's weights equal version_.
+    if (k == 0)
+      for (int i = 0; i < N; ++i)
+        if (same_version[i]) {
+          pb.push_back(std::exp(double(blp[i])));
+          pl.push_back(std::exp(double(lp[i])));
+        }
+    ObjectiveStats os = objective_grad(cfg_.objective, lp.data(), blp.data(), adv.data(), seq.data(), N, S, dJ.data());
+    std::vector<float> dlogp(static_cast<size_t>(b.size()), 0.f);
+    for (int i = 0; i < N; ++i) dlogp[size_t(rows[i])] = -dJ[i];
+    std::fill(grads_.begin(), grads_.end(), 0.f);
+    model_.backward(b, *ws_, dlogp.data(), 1.0f, grads_.data());
+    double gn2 = 0;
+    for (float g : grads_) gn2 += double(g) * g;
+    const double gnorm = std::sqrt(gn2);
+    const float scale = (cfg_.clip > 0 && gnorm > cfg_.clip) ? float(cfg_.clip / gnorm) : 1.0f;
+    ++adam_step_;
+    model_.kernels().adamw(model_.params(), grads_.data(), m_.data(), v_.data(), model_.num_params(), float(cfg_.lr),
+                           float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps), float(cfg_.weight_decay),
+                           int(adam_step_), scale);
+    st.loss += (-os.J + out.aux_loss) / K;
+    st.objective += os.J / K;
+    st.aux_loss += out.aux_loss / K;
+    st.grad_norm += gnorm / K;
+    st.ratio_max = std::max(st.ratio_max, os.ratio_max);
+    ratio_sum += os.ratio_mean * N;
+    clip_sum += os.clip_fraction * N;
+    st.tokens += N;
+  }
+  ++step_;
+  ++version_;
+  st.version = version_;
+  st.ratio_mean = st.tokens ? ratio_sum / st.tokens : 0;
+  st.clip_fraction = st.tokens ? clip_sum / st.tokens : 0;
+  st.entropy_mean = st.tokens ? ent_sum / st.tokens : 0;
+  st.pearson = pearson(pb, pl);
+  st.pearson_tokens = int(pb.size());
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return st;
+}
+
+Status LearnerLogic::save(const std::string& dir) const {
+  M1_RETURN_IF_ERROR(save_model(model_, dir, "F32"));
+  std::vector<TensorToWrite> opt;
+  for (const ParamSpec& s : model_.specs()) {
+    opt.push_back({"m." + s.name, s.shape, m_.data() + s.offset});
+    opt.push_back({"v." + s.name, s.shape, v_.data() + s.offset});
+  }
+  M1_RETURN_IF_ERROR(write_safetensors(path_join(dir, "optimizer.safetensors"), opt, "F32"));
+  nlohmann::json j;
+  j["format"] = "m1rl-learner-checkpoint";
+  j["version"] = 1;
+  j["weights_version"] = version_;
+  j["step"] = step_;
+  j["adam_step"] = adam_step_;
+  auto r = rng_.state();
+  j["rng"] = {std::to_string(r[0]), std::to_string(r[1]), std::to_string(r[2]), std::to_string(r[3])};
+  return write_file(path_join(dir, "learner.json"), j.dump(2));
+}
+
+Status LearnerLogic::load(const std::string& dir) {
+  M1_ASSIGN_OR_RETURN(Model m, load_model(dir));
+  if (m.num_params() != model_.num_params())
+    return Status::errorf("{}: checkpoint has {} parameters, the run's model {}", dir, m.num_params(),
+                          model_.num_params());
+  model_ = std::move(m);
+  M1_ASSIGN_OR_RETURN(SafetensorsReader rd, SafetensorsReader::open(path_join(dir, "optimizer.safetensors")));
+  for (const ParamSpec& s : model_.specs()) {
+    M1_RETURN_IF_ERROR(rd.read_f32("m." + s.name, s.shape, m_.data() + s.offset));
+    M1_RETURN_IF_ERROR(rd.read_f32("v." + s.name, s.shape, v_.data() + s.offset));
+  }
+  const std::string p = path_join(dir, "learner.json");
+  M1_ASSIGN_OR_RETURN(std::string text, read_file(p));
+  try {
+    auto j = nlohmann::json::parse(text);
+    version_ = j.at("weights_version").get<uint64_t>();
+    step_ = j.at("step").get<uint64_t>();
+    adam_step_ = j.at("adam_step").get<uint64_t>();
+    std::array<uint64_t, 4> r{};
+    for (int i = 0; i < 4; ++i) r[i] = std::stoull(j.at("rng").at(i).get<std::string>());
+    rng_.set_state(r);
+  } catch (const std::exception& e) {
+    return Status::errorf("{}: invalid learner state: {}", p, e.what());
+  }
+  return Status::ok();
+}
+
+}  // namespace m1

@@ -1,0 +1,211 @@
+// The pipeline's thin actors: decode, call the logic, send. Policy lives in the logic classes.
+#include "actors/pipeline/actors.h"
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/judge/judge_logic.h"
+#include "actors/pipeline/wire.h"
+#include "actors/sampler/prompt_source.h"
+#include "actors/sampler/shaping.h"
+#include "base/log.h"
+#include "model/tokenizer.h"
+
+namespace m1::pipe {
+
+using json = nlohmann::json;
+
+// ------------------------------------------------------------------------------------ generator
+
+caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
+  struct State {
+    wire::Sender sender;
+    bool ticking = false;
+    std::unordered_map<uint64_t, msg::Bytes> requests;  // request id → the verified request
+    uint64_t tokens_reported = 0;
+    std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
+    double busy_s = 0;
+  };
+  auto st = std::make_shared<State>();
+  st->sender = {a.id, a.incarnation, 0};
+  const int V = a.logic->model().config().vocab_size;
+  return {
+      [=](gen_atom, const msg::Bytes& b) {
+        auto r = msg::decode<msg::GenerationRequest>(b);
+        if (!r.is_ok()) {
+          a.rejects->generator++;
+          log_warn("generator {}: rejected a message: {}", a.id, r.status().message());
+          return;
+        }
+        const msg::GenerationRequest* q = r.value();
+        GenJob j;
+        j.request_id = q->request_id();
+        j.prompt.assign(q->prompt_tokens()->begin(), q->prompt_tokens()->end());
+        for (int t : j.prompt)
+          if (t >= V) {
+            a.rejects->generator++;
+            log_warn("generator {}: GenerationRequest.prompt_tokens: id {} >= vocab {}", a.id, t, V);
+            return;
+          }
+        j.max_new = int(q->max_new());
+        j.sampling.temperature = q->temperature();
+        j.sampling.top_p = q->top_p();
+        j.sampling.top_k = int(q->top_k());
+        j.seed = q->seed();
+        st->requests[j.request_id] = b;
+        a.logic->submit(std::move(j));
+        if (!st->ticking) {
+          st->ticking = true;
+          self->send(self, tick_atom::value);
+        }
+      },
+      [=](tick_atom) {
+        const auto t0 = std::chrono::steady_clock::now();
+        std::vector<GenOutput> outs = a.logic->step();
+        st->busy_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (GenOutput& o : outs) {
+          auto it = st->requests.find(o.request_id);
+          if (it == st->requests.end()) continue;
+          const msg::GenerationRequest* q = msg::decode<msg::GenerationRequest>(it->second).value();
+          self->send(a.sampler, rollout_atom::value, wire::rollout(st->sender, *q, o, a.id));
+          st->requests.erase(it);
+        }
+        if (!a.logic->idle())
+          self->send(self, tick_atom::value);  // queued behind other mail: weights swap between steps
+        else
+          st->ticking = false;
+      },
+      [=](weights_atom, const std::vector<msg::Bytes>& parts) {
+        std::vector<float> w;
+        uint64_t version = 0;
+        Status s = wire::assemble_weights(parts, a.logic->model().num_params(), &w, &version);
+        if (!s.is_ok()) {
+          a.rejects->generator++;
+          log_warn("generator {}: rejected weights: {}", a.id, s.message());
+          return;
+        }
+        if (version > a.logic->version()) a.logic->set_weights(w.data(), w.size(), version);
+      },
+      [=](stats_atom) -> std::string {
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - st->since).count();
+        const uint64_t toks = a.logic->tokens_generated() - st->tokens_reported;
+        json j = {{"tokens", toks},
+                  {"tokens_per_s", toks / std::max(secs, 1e-9)},
+                  {"tokens_per_busy_s", toks / std::max(st->busy_s, 1e-9)},
+                  {"live", a.logic->live()},
+                  {"queued", a.logic->queued()},
+                  {"version", a.logic->version()}};
+        st->tokens_reported = a.logic->tokens_generated();
+        st->since = std::chrono::steady_clock::now();
+        st->busy_s = 0;
+        return j.dump();
+      },
+  };
+}
+
+// ---------------------------------------------------------------------------------------- judge
+
+caf::behavior judge_actor(caf::event_based_actor* self, JudgeArgs a) {
+  RuleJudgeOptions o;
+  auto judge = std::make_shared<RuleJudge>(RuleJudge::create(o).value());
+  auto tok = std::make_shared<ByteTokenizer>();
+  auto sender = std::make_shared<wire::Sender>(wire::Sender{a.id, a.incarnation, 0});
+  return {
+      [=](judge_atom, const msg::Bytes& b) -> msg::Bytes {
+        auto r = msg::decode<msg::JudgeRequest>(b);
+        if (!r.is_ok()) {
+          a.rejects->judge++;
+          log_warn("judge {}: rejected a message: {}", a.id, r.status().message());
+          return msg::Bytes();  // the sampler treats an empty reply as a failed attempt
+        }
+        const msg::RolloutData* d = r.value()->rollout();
+        std::vector<int> ids;
+        if (d->tokens()) ids.assign(d->tokens()->begin(), d->tokens()->end());
+        const std::string text = tok->decode(ids);
+        const std::string ref = r.value()->reference() ? r.value()->reference()->str() : "";
+        try {
+          auto v = judge->score(d->provenance()->task()->str(), "", text, ref,
+                                d->finish() == msg::FinishReason::Repetition);
+          if (!v.is_ok()) return wire::verdict(*sender, d->rollout_id(), a.id, false, 0, 0, v.status().message());
+          return wire::verdict(*sender, d->rollout_id(), a.id, true, float(v->reward), float(v->format_reward),
+                               v->reason);
+        } catch (const std::exception& e) {
+          return wire::verdict(*sender, d->rollout_id(), a.id, false, 0, 0, std::string("judge threw: ") + e.what());
+        }
+      },
+  };
+}
+
+// --------------------------------------------------------------------------------------- replay
+
+caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a) {
+  // Group commit: groups that arrive while a flush is pending share one synced write.
+  struct State {
+    std::vector<msg::Bytes> pending;
+    std::vector<caf::response_promise> promises;
+    bool flush_scheduled = false;
+  };
+  auto st = std::make_shared<State>();
+  using flush_atom = caf::atom_constant<caf::atom("flush")>;
+  return {
+      [=](group_atom, const msg::Bytes& b) -> caf::result<uint64_t> {
+        auto r = msg::decode<msg::JudgedGroup>(b);
+        if (!r.is_ok()) {
+          a.rejects->replay++;
+          log_warn("replay: rejected a group: {}", r.status().message());
+          return uint64_t(0);
+        }
+        st->pending.push_back(b);
+        st->promises.push_back(self->make_response_promise());
+        if (!st->flush_scheduled) {
+          st->flush_scheduled = true;
+          self->send(self, flush_atom::value);
+        }
+        return st->promises.back();
+      },
+      [=](flush_atom) {
+        st->flush_scheduled = false;
+        auto groups = std::move(st->pending);
+        auto promises = std::move(st->promises);
+        st->pending.clear();
+        st->promises.clear();
+        auto res = a.store->append(groups);
+        for (size_t i = 0; i < promises.size(); ++i) {
+          if (!res.is_ok()) {
+            log_error("replay: append failed: {}", res.status().message());
+            promises[i].deliver(uint64_t(0));
+          } else {
+            promises[i].deliver(msg::decode<msg::JudgedGroup>(groups[i]).value()->group_id());
+          }
+        }
+      },
+      [=](take_atom, uint64_t n, uint64_t learner_version) -> std::vector<msg::Bytes> {
+        std::vector<msg::Bytes> out;
+        auto r = a.store->take_batch(size_t(n), learner_version);
+        if (!r.is_ok()) {
+          log_error("replay: take_batch failed: {}", r.status().message());
+          return out;
+        }
+        for (auto& g : r.value()) out.push_back(g.bytes);
+        return out;
+      },
+      [=](commit_atom, const std::vector<uint64_t>& ids, uint64_t step) -> bool {
+        Status s = a.store->commit_consumed(ids, step);
+        if (!s.is_ok()) log_error("replay: commit_consumed failed: {}", s.message());
+        return s.is_ok();
+      },
+      [=](stats_atom) -> std::string {
+        ReplayCounters c = a.store->counters();
+        json j = {{"pending", c.by_status[0]}, {"consumed", c.by_status[1]}, {"dropped", c.by_status[2]},
+                  {"quarantined", c.by_status[3]}, {"leased", c.leased}, {"reasons", c.reasons}};
+        return j.dump();
+      },
+  };
+}
+
+}  // namespace m1::pipe

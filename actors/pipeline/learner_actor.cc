@@ -1,0 +1,170 @@
+// The learner actor: takes a batch from replay (within max_staleness), trains K minibatch steps
+// (LearnerLogic), commits the batch's consumption durably, writes a checkpoint every
+// checkpoint_every steps (after the commit: replay_store.h's protocol), publishes the new weights
+// version to every generator, reports the step to the sampler, evaluates held-out accuracy, and
+// appends one metrics record per step.
+#include <chrono>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/metrics/metrics_log.h"
+#include "actors/pipeline/actors.h"
+#include "actors/pipeline/wire.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "model/checkpoint.h"
+#include "model/sft.h"
+#include "model/tokenizer.h"
+
+namespace m1::pipe {
+
+using json = nlohmann::json;
+
+caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
+  struct State {
+    std::vector<msg::Bytes> batch;
+    wire::Sender sender;
+    MetricsLog metrics;
+    bool halting = false, finished = false;
+    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last_step = std::chrono::steady_clock::now();
+    uint64_t checkpoint_step = 0;
+    double last_eval = -1;
+  };
+  auto st = std::make_shared<State>();
+  st->sender = {0x1ea000ull + 1, a.incarnation, 0};
+  const RunConfig& c = a.cfg;
+  Status ms = st->metrics.open(path_join(c.run_dir, "metrics.jsonl"));
+  if (!ms.is_ok()) log_error("learner: {}", ms.message());
+  st->checkpoint_step = a.logic->step();
+  const size_t B = size_t(c.batch_groups);
+
+  auto checkpoint = [=]() -> Status {
+    const std::string root = path_join(c.run_dir, "checkpoints");
+    M1_RETURN_IF_ERROR(commit_checkpoint(root, int64_t(a.logic->step()),
+                                         [&](const std::string& dir) { return a.logic->save(dir); }));
+    st->checkpoint_step = a.logic->step();
+    return prune_checkpoints(root, 2);
+  };
+  auto publish = [=]() {
+    auto parts = wire::weights(st->sender, a.logic->model().params(), a.logic->model().num_params(),
+                               a.logic->version(), size_t(1) << 20);
+    for (auto& g : a.generators) self->send(g, weights_atom::value, parts);
+  };
+  auto evaluate = [=]() {
+    ByteTokenizer tok;
+    st->last_eval = evaluate_tasks(a.logic->model(), tok, c.tasks, c.min_difficulty, c.max_difficulty,
+                                   c.eval_examples, c.seed, c.max_new)
+                        .accuracy;
+    return st->last_eval;
+  };
+  auto finish = [=]() {
+    if (st->finished) return;
+    st->finished = true;
+    if (st->checkpoint_step != a.logic->step()) {
+      Status s = checkpoint();
+      if (!s.is_ok()) log_error("learner: final checkpoint failed: {}", s.message());
+    }
+    st->metrics.sync();
+    self->send(a.driver, done_atom::value, a.logic->step());
+  };
+  // The generators start from the learner's current weights (given at spawn); evaluate at step 0.
+  if (a.logic->step() == 0) {
+    const double acc = evaluate();
+    json rec = {{"step", 0}, {"version", a.logic->version()}, {"eval_accuracy", acc}, {"time_s", a.start_seconds}};
+    st->metrics.append(rec);
+    self->send(a.driver, step_atom::value, rec.dump());
+  }
+
+  return {
+      [=](train_atom) {
+        if (st->halting || a.logic->step() >= uint64_t(c.steps)) {
+          finish();
+          return;
+        }
+        const size_t need = B - std::min(B, st->batch.size());
+        self->request(a.replay, caf::infinite, take_atom::value, uint64_t(need), a.logic->version())
+            .await([=](const std::vector<msg::Bytes>& got) {
+              for (auto& g : got) st->batch.push_back(g);
+              if (st->batch.size() < B) {
+                self->delayed_send(self, std::chrono::milliseconds(10), train_atom::value);
+                return;
+              }
+              // decode and train
+              std::vector<TrainRollout> rollouts;
+              std::vector<uint64_t> ids;
+              for (auto& b : st->batch) {
+                auto g = msg::decode<msg::JudgedGroup>(b);
+                if (!g.is_ok()) {
+                  a.rejects->learner++;
+                  continue;
+                }
+                ids.push_back(g.value()->group_id());
+                wire::to_train_rollouts(*g.value(), &rollouts);
+              }
+              st->batch.clear();
+              const uint64_t version_before = a.logic->version();
+              LearnerStats ls = a.logic->train(rollouts);
+              const uint64_t step = a.logic->step();
+              self->request(a.replay, caf::infinite, commit_atom::value, ids, step).await([=](bool ok) {
+                if (!ok) log_error("learner: replay did not commit step {}", step);
+                if (step % uint64_t(c.checkpoint_every) == 0 || step >= uint64_t(c.steps)) {
+                  Status s = checkpoint();
+                  if (!s.is_ok()) log_error("learner: checkpoint failed: {}", s.message());
+                }
+                publish();
+                self->send(a.sampler, step_atom::value,
+                           wire::step_report(st->sender, step, a.logic->version(), float(ls.loss), ids,
+                                             st->checkpoint_step));
+                const bool eval_now =
+                    (c.eval_every > 0 && step % uint64_t(c.eval_every) == 0) || step >= uint64_t(c.steps);
+                const auto now = std::chrono::steady_clock::now();
+                json rec = {{"step", step},
+                            {"version", a.logic->version()},
+                            {"version_trained", version_before},
+                            {"time_s", a.start_seconds + std::chrono::duration<double>(now - st->t0).count()},
+                            {"step_time_s", std::chrono::duration<double>(now - st->last_step).count()},
+                            {"loss", ls.loss},
+                            {"objective", ls.objective},
+                            {"aux_loss", ls.aux_loss},
+                            {"entropy_mean", ls.entropy_mean},
+                            {"grad_norm", ls.grad_norm},
+                            {"is_ratio_mean", ls.ratio_mean},
+                            {"is_ratio_max", ls.ratio_max},
+                            {"is_clip_fraction", ls.clip_fraction},
+                            {"staleness_max", ls.max_staleness},
+                            {"train_tokens", ls.tokens},
+                            {"train_tokens_per_s", ls.tokens / std::max(ls.seconds, 1e-9)},
+                            {"groups", ids.size()},
+                            {"rejected_messages", a.rejects->generator + a.rejects->sampler + a.rejects->judge +
+                                                      a.rejects->replay + a.rejects->learner}};
+                if (std::isfinite(ls.pearson)) rec["train_infer_pearson"] = ls.pearson;
+                rec["pearson_tokens"] = ls.pearson_tokens;
+                st->last_step = now;
+                if (eval_now) rec["eval_accuracy"] = evaluate();
+                self->request(a.sampler, caf::infinite, stats_atom::value).await([=](const std::string& s) mutable {
+                  json sj = json::parse(s, nullptr, false);
+                  if (sj.is_object())
+                    for (auto& [k, v] : sj.items()) rec[k] = v;
+                  self->request(a.generators[0], caf::infinite, stats_atom::value)
+                      .await([=](const std::string& g) mutable {
+                        json gj = json::parse(g, nullptr, false);
+                        if (gj.is_object()) {
+                          rec["gen_tokens_per_s"] = gj["tokens_per_s"];
+                          rec["gen_tokens_per_busy_s"] = gj["tokens_per_busy_s"];
+                        }
+                        Status s2 = st->metrics.append(rec);
+                        if (!s2.is_ok()) log_error("learner: metrics: {}", s2.message());
+                        self->send(a.driver, step_atom::value, rec.dump());
+                        self->send(self, train_atom::value);
+                      });
+                });
+              });
+            });
+      },
+      [=](halt_atom) { st->halting = true; },
+  };
+}
+
+}  // namespace m1::pipe

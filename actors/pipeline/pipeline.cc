@@ -1,0 +1,208 @@
+#include "actors/pipeline/pipeline.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/metrics/metrics_log.h"
+#include "actors/metrics/plots.h"
+#include "actors/pipeline/actors.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "kernels/kernels.h"
+#include "model/checkpoint.h"
+#include "model/tokenizer.h"
+
+namespace m1 {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+// The run's incarnation: 1 + the previous one, durable before any actor starts.
+Result<uint64_t> next_incarnation(const std::string& run_dir) {
+  const std::string p = path_join(run_dir, "incarnation");
+  uint64_t inc = 0;
+  if (path_exists(p)) {
+    M1_ASSIGN_OR_RETURN(std::string s, read_file(p));
+    try {
+      inc = std::stoull(s);
+    } catch (...) {
+      return Status::errorf("{}: expected a number", p);
+    }
+  }
+  ++inc;
+  M1_RETURN_IF_ERROR(write_file_atomic(p, std::to_string(inc) + "\n"));
+  return inc;
+}
+
+// The SFT model the RL stage starts from: sft.checkpoint, else RUN/sft's newest checkpoint,
+// else the SFT stage is run now.
+Result<std::string> sft_model(const RunConfig& c) {
+  if (!c.sft_checkpoint.empty()) return c.sft_checkpoint;
+  SftConfig s = c.sft;
+  CheckpointRef ck = latest_checkpoint(path_join(s.out_dir, "checkpoints"));
+  if (ck.step >= s.steps) return ck.dir;
+  log_info("run: SFT stage ({} steps) into {}", s.steps, s.out_dir);
+  s.quiet = c.quiet;
+  SftReport rep;
+  M1_RETURN_IF_ERROR(run_sft(s, &rep));
+  ck = latest_checkpoint(path_join(s.out_dir, "checkpoints"));
+  if (ck.step < 0) return Status::errorf("{}: the SFT stage left no checkpoint", s.out_dir);
+  return ck.dir;
+}
+
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+Status run_pipeline(const RunConfig& c, RunReport* report) {
+  const auto t_start = std::chrono::steady_clock::now();
+  M1_RETURN_IF_ERROR(make_dirs(c.run_dir));
+  {
+    M1_ASSIGN_OR_RETURN(std::string text, read_file(c.source));
+    M1_RETURN_IF_ERROR(write_file_atomic(path_join(c.run_dir, "config.toml"), text));
+  }
+  M1_ASSIGN_OR_RETURN(uint64_t incarnation, next_incarnation(c.run_dir));
+  set_num_threads(1);  // one kernel thread per actor; the actors share the cores
+  M1_ASSIGN_OR_RETURN(std::string sft_dir, sft_model(c));
+
+  // Learner: from the newest RL checkpoint, else the SFT model.
+  M1_ASSIGN_OR_RETURN(Model base, load_model(sft_dir));
+  LearnerConfig lc;
+  lc.objective = c.objective;
+  lc.minibatches = c.minibatches;
+  lc.lr = c.lr;
+  lc.clip = c.clip;
+  lc.weight_decay = c.weight_decay;
+  lc.seed = c.seed;
+  auto learner = std::make_shared<LearnerLogic>(base, lc);
+  const std::string ckroot = path_join(c.run_dir, "checkpoints");
+  M1_RETURN_IF_ERROR(make_dirs(ckroot));
+  M1_RETURN_IF_ERROR(prune_checkpoints(ckroot, 2));
+  CheckpointRef ck = latest_checkpoint(ckroot);
+  double start_seconds = 0;
+  if (ck.step >= 0) {
+    M1_RETURN_IF_ERROR(learner->load(ck.dir).with_context("resuming from " + ck.dir));
+    log_info("run: resumed from {} (step {}, version {}, incarnation {})", ck.dir, learner->step(),
+             learner->version(), incarnation);
+    auto recs = MetricsLog::read_all(path_join(c.run_dir, "metrics.jsonl"));
+    if (recs.is_ok())
+      for (auto& r : recs.value())
+        if (r.contains("time_s") && r.contains("step") && r["step"].get<uint64_t>() <= learner->step())
+          start_seconds = std::max(start_seconds, r["time_s"].get<double>());
+  }
+  report->start_step = learner->step();
+
+  // Replay: undo consumptions the newest checkpoint does not cover.
+  ReplayOptions ro;
+  ro.max_staleness = uint64_t(c.max_staleness);
+  M1_ASSIGN_OR_RETURN(std::unique_ptr<ReplayStore> store_u, ReplayStore::open(path_join(c.run_dir, "replay"), ro));
+  std::shared_ptr<ReplayStore> store(std::move(store_u));
+  M1_ASSIGN_OR_RETURN(uint64_t undone, store->rollback_after(learner->step()));
+  if (undone) log_info("run: {} consumptions after step {} rolled back for redelivery", undone, learner->step());
+
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", size_t(c.threads));
+  caf::actor_system sys{cfg};
+  auto rejects = std::make_shared<pipe::RejectCounters>();
+  {
+    caf::scoped_actor driver{sys};
+    auto replay = sys.spawn<caf::detached>(pipe::replay_actor, pipe::ReplayArgs{store, rejects});
+    std::vector<caf::actor> judges, gens;
+    for (int i = 0; i < c.judges; ++i)
+      judges.push_back(sys.spawn(pipe::judge_actor, pipe::JudgeArgs{pipe::judge_id(size_t(i)), incarnation, 0, rejects}));
+    // The sampler needs the generators and the generators the sampler: spawn the sampler with
+    // lazy init? Simpler: generators get the sampler through a forwarding handle set after spawn.
+    pipe::SamplerArgs sa;
+    sa.cfg = c;
+    sa.judges = judges;
+    sa.replay = replay;
+    sa.incarnation = incarnation;
+    sa.start_version = learner->version();
+    sa.rejects = rejects;
+    // Generators first, talking to a sampler proxy actor that forwards to the real sampler.
+    auto proxy = sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+      auto target = std::make_shared<caf::actor>();
+      return {[=](const caf::actor& t) { *target = t; },
+              [=](pipe::rollout_atom a, const msg::Bytes& b) { self->send(*target, a, b); }};
+    });
+    ByteTokenizer tok;
+    for (int i = 0; i < c.generators; ++i) {
+      auto logic = std::make_shared<GeneratorLogic>(learner->model(), learner->version(), c.generator_batch,
+                                                    tok.eos_id(), RepetitionStop{c.repetition_n, c.repetition_p});
+      gens.push_back(sys.spawn<caf::detached>(pipe::generator_actor,
+                                              pipe::GeneratorArgs{logic, proxy, pipe::generator_id(size_t(i)),
+                                                                  incarnation, rejects}));
+    }
+    sa.generators = gens;
+    auto sampler = sys.spawn(pipe::sampler_actor, sa);
+    driver->send(proxy, sampler);
+    pipe::LearnerArgs la{c, learner, replay, sampler, driver, gens, incarnation, start_seconds, rejects};
+    auto learner_a = sys.spawn<caf::detached>(pipe::learner_actor, la);
+    driver->send(sampler, pipe::start_atom::value);
+    driver->send(learner_a, pipe::train_atom::value);
+
+    ProgressLine progress;
+    const bool tty = isatty(STDERR_FILENO);
+    bool done = false, halted = false;
+    while (!done) {
+      driver->receive(
+          [&](pipe::step_atom, const std::string& rec) {
+            json j = json::parse(rec, nullptr, false);
+            if (!j.is_object()) return;
+            if (j.contains("eval_accuracy")) {
+              if (report->eval_start < 0) report->eval_start = j["eval_accuracy"].get<double>();
+              report->eval_end = j["eval_accuracy"].get<double>();
+            }
+            if (c.quiet) return;
+            const std::string line = progress.update(j);
+            if (tty)
+              std::fprintf(stderr, "\r%s\x1b[K", line.c_str());
+            else
+              std::fprintf(stderr, "%s\n", line.c_str());
+          },
+          [&](pipe::done_atom, uint64_t step) {
+            done = true;
+            report->end_step = step;
+          },
+          caf::after(std::chrono::milliseconds(200)) >> [&] {
+            if (g_stop && !halted) {
+              halted = true;
+              report->interrupted = true;
+              log_info("run: stopping: checkpoint, then exit");
+              driver->send(learner_a, pipe::halt_atom::value);
+            }
+          });
+    }
+    if (!c.quiet && tty) std::fprintf(stderr, "\n");
+    for (auto& h : std::vector<caf::actor>{learner_a, sampler, proxy, replay})
+      driver->send_exit(h, caf::exit_reason::user_shutdown);
+    for (auto& h : gens) driver->send_exit(h, caf::exit_reason::user_shutdown);
+    for (auto& h : judges) driver->send_exit(h, caf::exit_reason::user_shutdown);
+  }
+  sys.await_all_actors_done();
+  // Plots and a summary from the whole history (all incarnations).
+  auto recs = MetricsLog::read_all(path_join(c.run_dir, "metrics.jsonl"));
+  if (recs.is_ok()) {
+    Status ps = render_plots(recs.value(), path_join(c.run_dir, "plots"));
+    if (!ps.is_ok()) log_warn("run: plots: {}", ps.message());
+    Status ss = write_summary(recs.value(), c.run_dir);
+    if (!ss.is_ok()) log_warn("run: summary: {}", ss.message());
+  }
+  report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return Status::ok();
+}
+
+}  // namespace m1

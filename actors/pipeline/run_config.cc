@@ -1,0 +1,112 @@
+#include "actors/pipeline/run_config.h"
+
+#include "base/file.h"
+#include "base/log.h"
+#include "model/tasks.h"
+#include "model/toml_config.h"
+
+namespace m1 {
+
+Result<RunConfig> load_run_config(const std::string& path, const std::string& run_dir_override) {
+  M1_ASSIGN_OR_RETURN(TomlConfig t, TomlConfig::load(path));
+  RunConfig c;
+  c.source = path;
+  M1_ASSIGN_OR_RETURN(c.run_dir, t.get_string("run.dir", ""));
+  if (!run_dir_override.empty()) c.run_dir = run_dir_override;
+  if (c.run_dir.empty()) return Status::errorf("{}: key 'run.dir': missing (or pass --run-dir)", path);
+  M1_ASSIGN_OR_RETURN(int64_t seed, t.get_int("run.seed", 1, 0, INT64_MAX));
+  c.seed = uint64_t(seed);
+  M1_ASSIGN_OR_RETURN(int64_t steps, t.get_int("run.steps", 50, 1, 100000000));
+  M1_ASSIGN_OR_RETURN(int64_t ms, t.get_int("run.max_staleness", 1, 0, 1000));
+  M1_ASSIGN_OR_RETURN(int64_t ck, t.get_int("run.checkpoint_every", 5, 1, 100000000));
+  M1_ASSIGN_OR_RETURN(int64_t ev, t.get_int("run.eval_every", 10, 0, 100000000));
+  M1_ASSIGN_OR_RETURN(int64_t evn, t.get_int("run.eval_examples", 100, 1, 1000000));
+  M1_ASSIGN_OR_RETURN(int64_t th, t.get_int("run.threads", 2, 1, 256));
+  c.steps = int(steps);
+  c.max_staleness = int(ms);
+  c.checkpoint_every = int(ck);
+  c.eval_every = int(ev);
+  c.eval_examples = int(evn);
+  c.threads = int(th);
+  M1_ASSIGN_OR_RETURN(c.model_config, t.get_string("model.config", ""));
+  M1_ASSIGN_OR_RETURN(c.sft_checkpoint, t.get_string("sft.checkpoint", ""));
+  if (c.model_config.empty() && c.sft_checkpoint.empty())
+    return Status::errorf("{}: key 'model.config': required unless 'sft.checkpoint' names a model", path);
+  // sampler
+  M1_ASSIGN_OR_RETURN(c.tasks, t.get_strings("sampler.tasks", {"add"}));
+  for (auto& n : c.tasks)
+    if (!make_task(n)) return Status::errorf("{}: key 'sampler.tasks': unknown task '{}'", path, n);
+  M1_ASSIGN_OR_RETURN(c.prompts_jsonl, t.get_string("sampler.prompts", ""));
+  M1_ASSIGN_OR_RETURN(int64_t mind, t.get_int("sampler.min_difficulty", 1, 1, 100));
+  M1_ASSIGN_OR_RETURN(int64_t maxd, t.get_int("sampler.max_difficulty", 2, 1, 100));
+  if (maxd < mind) return Status::errorf("{}: key 'sampler.max_difficulty': must be >= sampler.min_difficulty", path);
+  c.min_difficulty = int(mind);
+  c.max_difficulty = int(maxd);
+  M1_ASSIGN_OR_RETURN(int64_t G, t.get_int("sampler.group_size", 8, 2, 4096));
+  M1_ASSIGN_OR_RETURN(int64_t B, t.get_int("sampler.batch_groups", 8, 1, 100000));
+  M1_ASSIGN_OR_RETURN(c.temperature, t.get_double("sampler.temperature", 1.0, 0, 100));
+  M1_ASSIGN_OR_RETURN(c.top_p, t.get_double("sampler.top_p", 1.0, 1e-6, 1.0));
+  M1_ASSIGN_OR_RETURN(int64_t mx, t.get_int("sampler.max_new", 16, 1, 1 << 20));
+  M1_ASSIGN_OR_RETURN(int64_t oc, t.get_int("sampler.overlong_cache", 0, 0, 1 << 20));
+  M1_ASSIGN_OR_RETURN(c.std_normalize, t.get_bool("sampler.std_normalize", true));
+  c.group_size = int(G);
+  c.batch_groups = int(B);
+  c.max_new = int(mx);
+  c.overlong_cache = int(oc);
+  if (c.overlong_cache >= c.max_new && c.overlong_cache > 0)
+    return Status::errorf("{}: key 'sampler.overlong_cache': must be < sampler.max_new", path);
+  // generators, judges
+  M1_ASSIGN_OR_RETURN(int64_t ng, t.get_int("generator.count", 1, 1, 1024));
+  M1_ASSIGN_OR_RETURN(int64_t gb, t.get_int("generator.max_batch", 64, 1, 4096));
+  M1_ASSIGN_OR_RETURN(int64_t rn, t.get_int("generator.repetition_n", 0, 0, 1 << 20));
+  M1_ASSIGN_OR_RETURN(c.repetition_p, t.get_double("generator.repetition_p", 0.99, 0, 1));
+  M1_ASSIGN_OR_RETURN(int64_t nj, t.get_int("judge.count", 1, 1, 1024));
+  M1_ASSIGN_OR_RETURN(int64_t jr, t.get_int("judge.retries", 2, 0, 100));
+  c.generators = int(ng);
+  c.generator_batch = int(gb);
+  c.repetition_n = int(rn);
+  c.judges = int(nj);
+  c.judge_retries = int(jr);
+  // learner
+  M1_ASSIGN_OR_RETURN(c.objective_name, t.get_string("learner.objective", "cispo"));
+  auto op = objective_from_name(c.objective_name);
+  if (!op.is_ok()) return op.status().with_context(path + ": key 'learner.objective'");
+  c.objective = op.value();
+  if (t.has("learner.eps_high")) {
+    M1_ASSIGN_OR_RETURN(double eh, t.get_double("learner.eps_high", 3.0, 1e-6, 1e6));
+    if (c.objective.kind == Objective::kCispo || c.objective.kind == Objective::kCispoMask)
+      c.objective.eps_high_is = eh;
+    else
+      c.objective.clip_high = eh;
+  }
+  M1_ASSIGN_OR_RETURN(int64_t K, t.get_int("learner.minibatches", 1, 1, 1024));
+  c.minibatches = int(K);
+  M1_ASSIGN_OR_RETURN(c.lr, t.get_double("learner.lr", 2e-4, 0, 10));
+  M1_ASSIGN_OR_RETURN(c.clip, t.get_double("learner.clip", 1.0, 0, 1e9));
+  M1_ASSIGN_OR_RETURN(c.weight_decay, t.get_double("learner.weight_decay", 0.0, 0, 10));
+  // SFT stage (used when no sft.checkpoint is given and none exists in the run dir)
+  SftConfig& s = c.sft;
+  s.source = path;
+  s.model_config = c.model_config;
+  s.seed = c.seed;
+  s.tasks = c.tasks;
+  s.min_difficulty = c.min_difficulty;
+  s.max_difficulty = c.max_difficulty;
+  M1_ASSIGN_OR_RETURN(int64_t ss, t.get_int("sft.steps", 300, 1, 100000000));
+  M1_ASSIGN_OR_RETURN(int64_t sb, t.get_int("sft.batch", 32, 1, 1 << 20));
+  M1_ASSIGN_OR_RETURN(s.lr, t.get_double("sft.lr", 3e-3, 0, 10));
+  M1_ASSIGN_OR_RETURN(s.warmup, t.get_double("sft.warmup", 20, 0, 1e9));
+  M1_ASSIGN_OR_RETURN(int64_t sth, t.get_int("sft.threads", 2, 1, 256));
+  s.steps = int(ss);
+  s.batch = int(sb);
+  s.threads = int(sth);
+  s.checkpoint_every = std::max(1, s.steps / 2);
+  s.eval_every = 0;
+  s.eval_examples = c.eval_examples;
+  s.max_new = c.max_new;
+  s.out_dir = path_join(c.run_dir, "sft");
+  for (auto& k : t.unused_keys()) log_warn("{}: unknown key '{}' ignored", path, k);
+  return c;
+}
+
+}  // namespace m1

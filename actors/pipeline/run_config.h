@@ -1,0 +1,55 @@
+// `m1rl run CONFIG.toml`: the resolved run configuration. Every key is optional except
+// model.config (or sft.checkpoint); errors name the file and the key; unknown keys warn.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "model/objectives.h"
+#include "model/sft.h"
+
+namespace m1 {
+
+struct RunConfig {
+  std::string source;
+  std::string run_dir;            // run.dir or --run-dir
+  uint64_t seed = 1;              // run.seed
+  int steps = 50;                 // run.steps: learner batches (= published versions) to train
+  int max_staleness = 1;          // run.max_staleness (0 = synchronous RL)
+  int checkpoint_every = 5;       // run.checkpoint_every (learner steps)
+  int eval_every = 10;            // run.eval_every (learner steps; 0 = only at start and end)
+  int eval_examples = 100;        // run.eval_examples
+  int threads = 2;                // run.threads: CAF scheduler threads (kernels run 1 thread per actor)
+  // model / SFT stage
+  std::string model_config;       // model.config (for the SFT stage)
+  std::string sft_checkpoint;     // sft.checkpoint: start from this model dir, skip the SFT stage
+  SftConfig sft;                  // [sft] keys as in configs/sft-*.toml [train]/[data]
+  // sampler
+  std::vector<std::string> tasks = {"add"};  // sampler.tasks
+  std::string prompts_jsonl;      // sampler.prompts (optional JSONL of {"prompt","answer","task"})
+  int min_difficulty = 1, max_difficulty = 2;
+  int group_size = 8;             // sampler.group_size (G)
+  int batch_groups = 8;           // sampler.batch_groups (groups per learner batch)
+  double temperature = 1.0, top_p = 1.0;
+  int max_new = 16;               // sampler.max_new (thinking budget)
+  int overlong_cache = 0;         // sampler.overlong_cache (DAPO L_cache; 0 = off)
+  bool std_normalize = true;      // sampler.std_normalize
+  // generators / judges
+  int generators = 1, generator_batch = 64;
+  int repetition_n = 0;           // generator.repetition_n (0 = off)
+  double repetition_p = 0.99;
+  int judges = 1, judge_retries = 2;
+  // learner
+  ObjectiveParams objective;      // learner.objective, learner.eps_high
+  std::string objective_name = "cispo";
+  int minibatches = 1;            // learner.minibatches (K)
+  double lr = 2e-4, clip = 1.0, weight_decay = 0.0;
+  bool quiet = false;
+};
+
+// Parses CONFIG; run_dir_override (non-empty) replaces run.dir.
+Result<RunConfig> load_run_config(const std::string& path, const std::string& run_dir_override);
+
+}  // namespace m1
