@@ -11,7 +11,9 @@
 //   - every `task` string is ≤ 64 bytes (the cap stated on Provenance.task);
 //   - JudgedGroupRef rollouts carry the ref's group_id and index < G, as in JudgedGroup;
 //   - TrainingBatch.group_ids[i] == groups[i].group_id;
-//   - WeightsChunk.offset + values length does not overflow 64 bits.
+//   - WeightsChunk.offset + values length does not overflow 64 bits;
+//   - ReplayQuery.max_reward is finite, like min_reward (its default 1e30 is);
+//   - 8-byte vector elements are 8-byte aligned (the 2.0.8 Verifier does not check it).
 #include "messages/codec.h"
 
 #include <cmath>
@@ -80,7 +82,8 @@ Status present(std::string_view field, const Sub* sub) {
 // uint64 from a buffer that is itself 8-byte aligned.
 template <class E>
 Status aligned(std::string_view field, const flatbuffers::Vector<E>* v, const uint8_t* base) {
-  if (!v || v->size() == 0 || sizeof(E) <= sizeof(flatbuffers::uoffset_t)) return Status::ok();  // empty: nothing to read
+  // An empty vector has no element to read; 4-byte elements are aligned with the length field.
+  if (!v || v->size() == 0 || sizeof(E) <= sizeof(flatbuffers::uoffset_t)) return Status::ok();
   const auto at = reinterpret_cast<uintptr_t>(v->Data()) - reinterpret_cast<uintptr_t>(base);
   if (at % sizeof(E) != 0) return errf(field, "elements at offset {} are not {}-byte aligned", at, sizeof(E));
   return Status::ok();
@@ -221,7 +224,6 @@ std::string identifier_of(const uint8_t* data, size_t n) {
                      flatbuffers::kFileIdentifierLength);
 }
 
-
 namespace {
 
 // ---- check_root: one per root type, errors prefixed with the root's name ----
@@ -273,7 +275,9 @@ Status check_root(const Verdict& m, const uint8_t* base) {
   M1_RETURN_UNDER(p, nonzero("rollout_id", m.rollout_id()));
   M1_RETURN_UNDER(p, nonzero("judge_id", m.judge_id()));
   M1_RETURN_UNDER(p, finite("reward", m.reward()));
-  if (m.reward() < -100.0f || m.reward() > 100.0f) return Status::errorf("{}reward: {} not in [-100, 100]", p, m.reward());
+  if (m.reward() < -100.0f || m.reward() > 100.0f) {
+    return Status::errorf("{}reward: {} not in [-100, 100]", p, m.reward());
+  }
   if (!(m.format_reward() >= 0.0f && m.format_reward() <= 1.0f)) {
     return Status::errorf("{}format_reward: {} not in [0, 1]", p, m.format_reward());
   }

@@ -55,6 +55,11 @@ class LearnerLogic {
   LearnerLogic& operator=(const LearnerLogic&) = delete;
   LearnerStats train(const std::vector<TrainRollout>& batch);
   uint64_t version() const { return version_; }
+  // Moves the version forward (never back): after a crash the learner resumes past every version
+  // an earlier incarnation may have published, so versions only move forward. REQUIRES: v ≥ version().
+  void advance_version_to(uint64_t v) {
+    if (v > version_) version_ = v;
+  }
   uint64_t step() const { return step_; }
   const Model& model() const { return model_; }
 

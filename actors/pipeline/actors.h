@@ -14,6 +14,7 @@
 #include "actors/learner/learner_logic.h"
 #include "actors/pipeline/run_config.h"
 #include "actors/replay/replay_store.h"
+#include "base/event_log.h"
 #include "messages/codec.h"
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(m1::msg::Bytes)
@@ -73,6 +74,7 @@ struct SamplerArgs {
   uint64_t incarnation = 1;
   uint64_t start_version = 0;
   std::shared_ptr<RejectCounters> rejects;
+  std::shared_ptr<EventLog> events;  // "ack <group_id>" after each durable acknowledgement
 };
 caf::behavior sampler_actor(caf::event_based_actor* self, SamplerArgs a);
 
@@ -84,6 +86,7 @@ struct LearnerArgs {
   uint64_t incarnation = 1;
   double start_seconds = 0;  // wall time already spent by earlier incarnations
   std::shared_ptr<RejectCounters> rejects;
+  std::shared_ptr<EventLog> events;  // "publish <version> step <step> incarnation <i>"
 };
 caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a);
 

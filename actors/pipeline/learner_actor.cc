@@ -48,6 +48,9 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     return prune_checkpoints(root, 2);
   };
   auto publish = [=]() {
+    if (a.events)
+      (void)a.events->append(fmt::format("publish {} step {} incarnation {}", a.logic->version(), a.logic->step(),
+                                         a.incarnation));
     auto parts = wire::weights(st->sender, a.logic->model().params(), a.logic->model().num_params(),
                                a.logic->version(), size_t(1) << 20);
     for (auto& g : a.generators) self->send(g, weights_atom::value, parts);

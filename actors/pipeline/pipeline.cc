@@ -112,6 +112,32 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   std::shared_ptr<ReplayStore> store(std::move(store_u));
   M1_ASSIGN_OR_RETURN(uint64_t undone, store->rollback_after(learner->step()));
   if (undone) log_info("run: {} consumptions after step {} rolled back for redelivery", undone, learner->step());
+  // Versions only move forward: skip past every version an earlier incarnation published (its
+  // rollouts may be in the buffer) — the events log and the buffer both record them.
+  auto events = std::make_shared<EventLog>();
+  {
+    const std::string ep = path_join(c.run_dir, "events.log");
+    uint64_t max_seen = 0;
+    bool previous = path_exists(ep);  // an earlier incarnation ran (maybe before any checkpoint)
+    if (previous) {
+      M1_ASSIGN_OR_RETURN(std::string text, read_file(ep));
+      size_t p = 0;
+      while ((p = text.find("publish ", p)) != std::string::npos) {
+        max_seen = std::max<uint64_t>(max_seen, std::strtoull(text.c_str() + p + 8, nullptr, 10));
+        p += 8;
+      }
+    }
+    ReplayCounters rc = store->counters();
+    if (rc.last_seq > 0) {
+      previous = true;
+      auto st = store->stats();
+      if (st.is_ok()) max_seen = std::max(max_seen, st->max_version);
+    }
+    if (previous && max_seen >= learner->version()) learner->advance_version_to(max_seen + 1);
+    M1_RETURN_IF_ERROR(events->open(ep));
+    M1_RETURN_IF_ERROR(events->append(fmt::format("start incarnation {} step {} version {}", incarnation,
+                                                  learner->step(), learner->version())));
+  }
 
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", size_t(c.threads));
@@ -132,6 +158,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     sa.incarnation = incarnation;
     sa.start_version = learner->version();
     sa.rejects = rejects;
+    sa.events = events;
     // Generators first, talking to a sampler proxy actor that forwards to the real sampler.
     auto proxy = sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
       auto target = std::make_shared<caf::actor>();
@@ -149,7 +176,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     sa.generators = gens;
     auto sampler = sys.spawn(pipe::sampler_actor, sa);
     driver->send(proxy, sampler);
-    pipe::LearnerArgs la{c, learner, replay, sampler, driver, gens, incarnation, start_seconds, rejects};
+    pipe::LearnerArgs la{c, learner, replay, sampler, driver, gens, incarnation, start_seconds, rejects, events};
     auto learner_a = sys.spawn<caf::detached>(pipe::learner_actor, la);
     driver->send(sampler, pipe::start_atom::value);
     driver->send(learner_a, pipe::train_atom::value);

@@ -234,7 +234,10 @@ caf::behavior sampler_actor(caf::event_based_actor* self, SamplerArgs a) {
         .then(
             [=](uint64_t acked) {
               st->awaiting_ack--;
-              if (acked != 0) st->accepted++;
+              if (acked != 0) {
+                st->accepted++;
+                if (a.events) (void)a.events->append("ack " + std::to_string(acked));
+              }
               (*pump)();
             },
             [=](caf::error& e) {

@@ -166,6 +166,11 @@ Result<std::unique_ptr<ReplayStore>> ReplayStore::open(const std::string& dir, c
   st = s->h_->db->Get(rocksdb::ReadOptions(), s->h_->def, replay::kFormatKey, &fmtv);
   if (st.IsNotFound()) {
     if (o.read_only) return Status::errorf("replay {}: not a replay store (no format marker)", dir);
+    for (auto* cf : {s->h_->def, s->h_->meta}) {  // never stamp someone else's database
+      std::unique_ptr<rocksdb::Iterator> it(s->h_->db->NewIterator(rocksdb::ReadOptions(), cf));
+      it->SeekToFirst();
+      if (it->Valid()) return Status::errorf("replay {}: not a replay store (data but no format marker)", dir);
+    }
     std::string v(replay::kStoreMagic, 4);
     v.push_back(char(replay::kStoreFormatVersion & 0xff));
     v.push_back(char(replay::kStoreFormatVersion >> 8));
@@ -384,9 +389,10 @@ Result<std::vector<ReplayGroup>> ReplayStore::take_batch(size_t n, uint64_t lear
       std::string rec;
       std::optional<uint64_t> id;
       if (h_->db->Get(rocksdb::ReadOptions(), h_->groups, u64_key(*seq), &rec).ok()) {
-        if (auto p = replay::decode_group_record(rec); p.is_ok())
-          if (auto jg = msg::decode<msg::JudgedGroup>(reinterpret_cast<const uint8_t*>(p->data()), p->size()); jg.is_ok())
-            id = (*jg)->group_id();
+        if (auto p = replay::decode_group_record(rec); p.is_ok()) {
+          const msg::Bytes b(std::vector<uint8_t>(p->begin(), p->end()));  // aligned copy
+          if (auto jg = msg::decode<msg::JudgedGroup>(b); jg.is_ok()) id = (*jg)->group_id();
+        }
       }
       log_error("{}; not served", m.status().message());
       batch.Delete(h_->pending, it->key());
@@ -663,6 +669,7 @@ Status ReplayStore::for_each(const ReplayFilter& f, const std::function<bool(con
 Result<ReplayStats> ReplayStore::stats() const {
   ReplayStats s;
   bool any = false;
+  std::vector<uint64_t> pending_min;
   M1_RETURN_IF_ERROR(scan_meta(0, [&](Result<GroupMeta>&& r, std::string_view) {
     if (!r) {
       s.errors.push_back(fmt::format("replay {}: {}", dir_, r.status().message()));
@@ -676,6 +683,7 @@ Result<ReplayStats> ReplayStore::stats() const {
     s.max_version = any ? std::max(s.max_version, m.max_version) : m.max_version;
     any = true;
     s.groups_by_version[m.min_version]++;
+    if (m.status == GroupStatus::Pending) pending_min.push_back(m.min_version);
     if (m.uses() > 0) s.staleness_at_use[m.staleness_at_use]++;
     TaskStats& t = s.by_task[m.task];
     t.groups++;
@@ -686,11 +694,7 @@ Result<ReplayStats> ReplayStore::stats() const {
     s.last_seq = m.seq;
     return true;
   }));
-  // Pending lag needs the newest version, known only after the scan.
-  M1_RETURN_IF_ERROR(scan_meta(0, [&](Result<GroupMeta>&& r, std::string_view) {
-    if (r && r->status == GroupStatus::Pending) s.pending_lag[s.max_version - r->min_version]++;
-    return true;
-  }));
+  for (uint64_t v : pending_min) s.pending_lag[s.max_version - v]++;  // needs the newest version
   return s;
 }
 

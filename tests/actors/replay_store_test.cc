@@ -267,6 +267,29 @@ TEST_CASE("replay: invalid buffers fail the whole append and name the index") {
   check_consistent(*s);
 }
 
+TEST_CASE("replay: foreign databases and bad options are refused with the directory named") {
+  TempDir d("foreign");
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    REQUIRE(rocksdb::DB::Open(o, d.path, &db).ok());
+    REQUIRE(db->Put(rocksdb::WriteOptions(), "k", "v").ok());
+    delete db;
+  }
+  auto w = ReplayStore::open(d.path, {});
+  REQUIRE(!w.is_ok());
+  CHECK(w.status().message().find("not a replay store") != std::string::npos);
+  CHECK(w.status().message().find(d.path) != std::string::npos);
+  ReplayOptions ro;
+  ro.read_only = true;
+  CHECK(!ReplayStore::open(d.path, ro).is_ok());
+  ReplayOptions bad;
+  bad.max_uses = 0;
+  CHECK(!ReplayStore::open(d.path + "-x", bad).is_ok());
+  CHECK(!path_exists(d.path + "-x"));
+}
+
 TEST_CASE("replay: stale groups are dropped durably, counted, and never served") {
   TempDir d("stale");
   ReplayOptions o;
@@ -554,6 +577,7 @@ TEST_CASE("replay: list filters, since, export and stats") {
 // After every operation: the store agrees with a model of the recorded consumptions, every
 // acknowledged group is accounted for, and check_consistency() holds.
 TEST_CASE("replay: invariants over a random history") {
+  uint64_t total_undone = 0, total_dropped = 0, total_consumed = 0;  // the history covered them
   for (uint64_t seed : {1ull, 2ull, 3ull, 4ull}) {
     CAPTURE(seed);
     Rng rng(seed);
@@ -609,12 +633,18 @@ TEST_CASE("replay: invariants over a random history") {
         s->release(outstanding[i]);
         for (uint64_t id : outstanding[i]) leased.erase(id);
         outstanding.erase(outstanding.begin() + long(i));
-      } else if (r < 95) {  // keep going (most operations change nothing)
+      } else if (r < 95) {  // inspection agrees with the running counters
+        auto st = s->stats();
+        REQUIRE(st.is_ok());
+        for (int i = 0; i < 4; ++i) CHECK(st->by_status[i] == s->counters().by_status[i]);
+        CHECK(st->total == steps.size());
       } else if (r < 98) {  // crash and resume from a random earlier checkpoint
         s.reset();
         s = open_store(d.path, o);
         const uint64_t ckpt = step == 0 ? 0 : rng.below(step + 1);
-        REQUIRE(s->rollback_after(ckpt).is_ok());
+        auto undone = s->rollback_after(ckpt);
+        REQUIRE(undone.is_ok());
+        total_undone += *undone;
         for (auto& [id, st] : steps) st.erase(std::remove_if(st.begin(), st.end(), [&](uint64_t x) { return x > ckpt; }), st.end());
         step = ckpt;
         outstanding.clear();
@@ -650,7 +680,12 @@ TEST_CASE("replay: invariants over a random history") {
       const Status cs = s->check_consistency();
       REQUIRE_MESSAGE(cs.is_ok(), cs.message());
     }
+    total_dropped += s->counters().by_status[size_t(GroupStatus::Dropped)];
+    total_consumed += s->counters().by_status[size_t(GroupStatus::Consumed)];
   }
+  CHECK(total_undone > 0);
+  CHECK(total_dropped > 0);
+  CHECK(total_consumed > 0);
 }
 
 TEST_CASE("replay bench: appends run end to end (speed is printed by m1rl bench, not asserted)") {

@@ -588,7 +588,8 @@ TEST_CASE("samples are deterministic; M1_WRITE_CORPUS writes them as a seed corp
 TEST_CASE("regression: 8-byte vector elements misaligned relative to the buffer are rejected") {
   // Found by fuzz_rollout: a changed offset moved Provenance.judge_ids to 4 mod 8. The 2.0.8
   // Verifier accepts it (it aligns only the length field); reading the ids was a misaligned load.
-  const std::string path = std::string(M1_SOURCE_DIR) + "/messages/fuzz/corpus/rollout/regress_misaligned_judge_ids.bin";
+  const std::string path =
+      std::string(M1_SOURCE_DIR) + "/messages/fuzz/corpus/rollout/regress_misaligned_judge_ids.bin";
   std::ifstream f(path, std::ios::binary);
   REQUIRE_MESSAGE(f.good(), path);
   const std::vector<uint8_t> v((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
