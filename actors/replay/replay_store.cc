@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 #include <unordered_set>
 
@@ -141,8 +142,10 @@ Result<std::unique_ptr<ReplayStore>> ReplayStore::open(const std::string& dir, c
   rocksdb::Status st;
   if (o.read_only) {
     if (s->opts_.secondary_dir.empty()) {
-      std::string tmpl = "/tmp/m1rl-replay-ro-XXXXXX";
-      if (!mkdtemp(tmpl.data())) return Status::errorf("replay {}: cannot create a temp dir in /tmp", dir);
+      std::error_code ec;
+      const std::string tmp = std::filesystem::temp_directory_path(ec).string();
+      std::string tmpl = path_join(ec || tmp.empty() ? "/tmp" : tmp, "m1rl-replay-ro-XXXXXX");
+      if (!mkdtemp(tmpl.data())) return Status::errorf("replay {}: cannot create the temp dir {}", dir, tmpl);
       s->opts_.secondary_dir = tmpl;
       s->owns_secondary_dir_ = true;
     }
@@ -411,6 +414,14 @@ Result<std::vector<ReplayGroup>> ReplayStore::take_batch(size_t n, uint64_t lear
     if (m->status != GroupStatus::Pending) {  // index out of step with meta: meta wins
       log_error("replay {}: pending index held seq {} whose status is {}; removed", dir_, *seq,
                 replay::status_name(m->status));
+      batch.Delete(h_->pending, it->key());
+      continue;
+    }
+    if (m->uses() >= opts_.max_uses) {  // reopened with a smaller max_uses: retire, never over-serve
+      next.by_status[idx(GroupStatus::Pending)]--;
+      next.by_status[idx(GroupStatus::Consumed)]++;
+      m->status = GroupStatus::Consumed;
+      batch.Put(h_->meta, u64_key(m->seq), replay::encode_meta(*m));
       batch.Delete(h_->pending, it->key());
       continue;
     }

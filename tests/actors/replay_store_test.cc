@@ -337,6 +337,12 @@ TEST_CASE("replay: max_uses lets a group be consumed by that many steps") {
   CHECK(meta(*s, 2).status == GroupStatus::Pending);
   CHECK(ids_of(take(*s, 5, 3)) == std::vector<uint64_t>{2});
   check_consistent(*s);
+  s.reset();
+  o.max_uses = 1;  // a lower limit on reopen retires group 2 (1 use) instead of serving it again
+  s = open_store(d.path, o);
+  CHECK(take(*s, 5, 3).empty());
+  CHECK(meta(*s, 2).status == GroupStatus::Consumed);
+  CHECK(meta(*s, 2).uses() == 1);
 }
 
 TEST_CASE("replay: rollback_after redelivers exactly what no checkpoint committed") {

@@ -17,6 +17,17 @@ int generate(const std::string& dir, const std::string& prompt, int max_new, dou
              int top_k, uint64_t seed);
 int bench_model(const std::string& config, bool json, int threads);
 int sft(const std::string& config);
+struct ReplayLsArgs {
+  std::string status, task;
+  uint64_t min_version = 0, max_version = UINT64_MAX;
+  double min_reward = -1e30, max_reward = 1e30;
+  int limit = 100;
+};
+int replay_stats(const std::string& run, bool json);
+int replay_ls(const std::string& run, const ReplayLsArgs& a, bool json);
+int replay_show(const std::string& run, uint64_t group_id, bool json);
+int replay_tail(const std::string& run, bool json, bool follow, int limit);
+int replay_export(const std::string& run, const std::string& out);
 int run(const std::string& config, const std::string& run_dir);
 int eval(const std::string& dir, const std::string& tasks, int min_d, int max_d, int n, uint64_t seed, int max_new);
 

@@ -96,6 +96,46 @@ int main(int argc, char** argv) {
     c->callback([&] { rc = m1::cli::run(config, run_dir); });
   }
   {
+    auto* rp = app.add_subcommand("replay", "inspect the replay buffer of a live or finished run (read-only)");
+    rp->require_subcommand(1);
+    static std::string run, out;
+    static bool json = false, follow = false;
+    static m1::cli::ReplayLsArgs ls;
+    static uint64_t group = 0;
+    static int tail_n = 20;
+    auto* st = rp->add_subcommand("stats", "counts by status and drop reason, staleness, reward and length by task");
+    st->add_option("RUN", run, "run directory")->required();
+    st->add_flag("--json", json);
+    st->callback([&] { rc = m1::cli::replay_stats(run, json); });
+    auto* l = rp->add_subcommand("ls", "list groups");
+    l->add_option("RUN", run, "run directory")->required();
+    l->add_option("--status", ls.status, "pending|consumed|dropped|quarantined");
+    l->add_option("--task", ls.task);
+    l->add_option("--min-version", ls.min_version);
+    l->add_option("--max-version", ls.max_version);
+    l->add_option("--min-reward", ls.min_reward);
+    l->add_option("--max-reward", ls.max_reward);
+    l->add_option("--limit", ls.limit)->check(CLI::Range(0, 100000000));
+    l->add_flag("--json", json);
+    l->callback([&] { rc = m1::cli::replay_ls(run, ls, json); });
+    auto* sh = rp->add_subcommand("show", "every rollout of one group, decoded");
+    sh->add_option("RUN", run, "run directory")->required();
+    sh->add_option("GROUP", group, "group id")->required();
+    sh->add_flag("--json", json);
+    sh->callback([&] { rc = m1::cli::replay_show(run, group, json); });
+    auto* tl = rp->add_subcommand("tail", "the newest groups; --follow for new ones as they arrive");
+    tl->add_option("RUN", run, "run directory")->required();
+    tl->add_option("-n", tail_n, "how many to show first");
+    tl->add_flag("--follow,-f", follow);
+    tl->add_flag("--json", json);
+    tl->callback([&] { rc = m1::cli::replay_tail(run, json, follow, tail_n); });
+    auto* ex = rp->add_subcommand("export", "every group as JSONL");
+    ex->add_option("RUN", run, "run directory")->required();
+    ex->add_option("--out", out, "output file (default stdout)");
+    ex->add_flag("--json", json, "JSONL (the only format; accepted for symmetry)");
+    ex->callback([&] { rc = m1::cli::replay_export(run, out); });
+  }
+  {
     auto* c = app.add_subcommand("eval", "held-out accuracy of a model on built-in tasks");
     static std::string dir, tasks = "add";
     static int min_d = 1, max_d = 2, n = 100, max_new = 24;

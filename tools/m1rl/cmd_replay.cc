@@ -1,0 +1,241 @@
+// m1rl replay stats|ls|show|tail|export RUN: the replay buffer of a live run (read-only, through a
+// RocksDB secondary instance) or of a finished one. RUN is a run directory (RUN/replay) or the
+// replay directory itself. --json on each.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/pipeline/wire.h"
+#include "actors/replay/replay_store.h"
+#include "base/file.h"
+#include "model/tokenizer.h"
+#include "tools/m1rl/commands.h"
+
+namespace m1::cli {
+namespace {
+
+using json = nlohmann::json;
+
+const char* status_name(msg::GroupStatus s) {
+  switch (s) {
+    case msg::GroupStatus::Pending: return "pending";
+    case msg::GroupStatus::Consumed: return "consumed";
+    case msg::GroupStatus::Dropped: return "dropped";
+    case msg::GroupStatus::Quarantined: return "quarantined";
+  }
+  return "?";
+}
+
+// Decoded model text may hold invalid UTF-8 (the tokenizer is byte-level): replace, never throw.
+std::string dumps(const json& j, int indent = -1) { return j.dump(indent, ' ', false, json::error_handler_t::replace); }
+
+int fail(const Status& s) {
+  std::fprintf(stderr, "m1rl: error: %s\n", s.message().c_str());
+  return 1;
+}
+
+Result<std::unique_ptr<ReplayStore>> open_ro(const std::string& run) {
+  std::string dir = path_exists(path_join(run, "replay")) ? path_join(run, "replay") : run;
+  if (!path_exists(dir)) return Status::errorf("{}: no replay buffer here (expected RUN/replay)", run);
+  ReplayOptions o;
+  o.read_only = true;
+  return ReplayStore::open(dir, o);
+}
+
+json meta_json(const GroupMeta& m) {
+  return {{"group_id", m.group_id},       {"seq", m.seq},
+          {"status", status_name(m.status)}, {"reason", m.reason},
+          {"task", m.task},               {"min_version", m.min_version},
+          {"max_version", m.max_version}, {"reward_mean", m.reward_mean},
+          {"reward_std", m.reward_std},   {"size", m.size},
+          {"response_tokens", m.response_tokens}, {"consumed_by_steps", m.steps}};
+}
+
+json group_json(const ReplayGroup& g, bool decode_text) {
+  json j = meta_json(g.meta);
+  j["integrity"] = g.integrity.empty() ? "ok" : g.integrity;
+  if (!g.integrity.empty()) return j;
+  auto r = msg::decode<msg::JudgedGroup>(g.bytes);
+  if (!r.is_ok()) return j;
+  const msg::JudgedGroup* jg = r.value();
+  j["prompt"] = jg->prompt() ? jg->prompt()->str() : "";
+  j["reference"] = jg->reference() ? jg->reference()->str() : "";
+  ByteTokenizer tok;
+  json rs = json::array();
+  for (const msg::RolloutData* d : *jg->rollouts()) {
+    std::vector<int> t;
+    if (d->tokens()) t.assign(d->tokens()->begin(), d->tokens()->end());
+    json x = {{"index", d->index()}, {"rollout_id", d->rollout_id()}, {"tokens", t},
+              {"finish", wire::finish_name(d->finish())}, {"reward", d->reward()},
+              {"format_reward", d->format_reward()}, {"advantage", d->advantage()},
+              {"reason", d->reason() ? d->reason()->str() : ""}};
+    if (decode_text) x["text"] = tok.decode(t);
+    x["behavior_logprobs"] = d->behavior_logprobs() ? std::vector<float>(d->behavior_logprobs()->begin(),
+                                                                         d->behavior_logprobs()->end())
+                                                    : std::vector<float>();
+    x["versions"] = d->versions() ? std::vector<uint64_t>(d->versions()->begin(), d->versions()->end())
+                                  : std::vector<uint64_t>();
+    const msg::Provenance* p = d->provenance();
+    x["provenance"] = {{"prompt_id", p->prompt_id()}, {"task", p->task()->str()},
+                       {"dataset", p->dataset() ? p->dataset()->str() : ""}, {"generator_id", p->generator_id()},
+                       {"judge_ids", p->judge_ids() ? std::vector<uint64_t>(p->judge_ids()->begin(),
+                                                                            p->judge_ids()->end())
+                                                    : std::vector<uint64_t>()},
+                       {"seed", p->seed()}};
+    rs.push_back(x);
+  }
+  j["rollouts"] = rs;
+  return j;
+}
+
+void print_meta_line(const GroupMeta& m) {
+  std::printf("%20llu  %-11s %-6s v%llu..%llu  reward %.3f  size %u  %s\n", (unsigned long long)m.group_id,
+              status_name(m.status), m.task.c_str(), (unsigned long long)m.min_version,
+              (unsigned long long)m.max_version, m.reward_mean, m.size, m.reason.c_str());
+}
+
+}  // namespace
+
+int replay_stats(const std::string& run, bool as_json) {
+  auto s = open_ro(run);
+  if (!s.is_ok()) return fail(s.status());
+  auto st = s.value()->stats();
+  if (!st.is_ok()) return fail(st.status());
+  const ReplayStats& x = st.value();
+  json j;
+  j["total"] = x.total;
+  j["by_status"] = {{"pending", x.by_status[0]}, {"consumed", x.by_status[1]}, {"dropped", x.by_status[2]},
+                    {"quarantined", x.by_status[3]}};
+  j["drop_reasons"] = x.reasons;
+  j["versions"] = {{"min", x.min_version}, {"max", x.max_version}};
+  json sh = json::object(), gv = json::object(), bt = json::object();
+  for (auto& [k, v] : x.staleness_at_use) sh[std::to_string(k)] = v;
+  for (auto& [k, v] : x.groups_by_version) gv[std::to_string(k)] = v;
+  for (auto& [k, v] : x.by_task)
+    bt[k] = {{"groups", v.groups}, {"rollouts", v.rollouts}, {"reward_mean", v.mean_reward()},
+             {"length_mean", v.mean_response_len()}, {"length_max", v.max_response_len}};
+  j["staleness_histogram"] = sh;
+  j["groups_by_version"] = gv;
+  j["by_task"] = bt;
+  j["errors"] = x.errors;
+  if (as_json) {
+    std::printf("%s\n", dumps(j, 2).c_str());
+    return 0;
+  }
+  std::printf("groups %llu: pending %llu, consumed %llu, dropped %llu, quarantined %llu\n",
+              (unsigned long long)x.total, (unsigned long long)x.by_status[0], (unsigned long long)x.by_status[1],
+              (unsigned long long)x.by_status[2], (unsigned long long)x.by_status[3]);
+  for (auto& [k, v] : x.reasons) std::printf("  dropped/quarantined: %-40s %llu\n", k.c_str(), (unsigned long long)v);
+  std::printf("versions %llu..%llu\n", (unsigned long long)x.min_version, (unsigned long long)x.max_version);
+  std::printf("staleness at use:");
+  for (auto& [k, v] : x.staleness_at_use) std::printf(" %llu:%llu", (unsigned long long)k, (unsigned long long)v);
+  std::printf("\n");
+  for (auto& [k, v] : x.by_task)
+    std::printf("task %-8s groups %llu  reward %.3f  length mean %.1f max %u\n", k.c_str(),
+                (unsigned long long)v.groups, v.mean_reward(), v.mean_response_len(), v.max_response_len);
+  for (auto& e : x.errors) std::printf("error: %s\n", e.c_str());
+  return 0;
+}
+
+int replay_ls(const std::string& run, const ReplayLsArgs& a, bool as_json) {
+  auto s = open_ro(run);
+  if (!s.is_ok()) return fail(s.status());
+  ReplayFilter f;
+  if (!a.status.empty()) {
+    if (a.status == "pending") f.status = msg::GroupStatus::Pending;
+    else if (a.status == "consumed") f.status = msg::GroupStatus::Consumed;
+    else if (a.status == "dropped") f.status = msg::GroupStatus::Dropped;
+    else if (a.status == "quarantined") f.status = msg::GroupStatus::Quarantined;
+    else return fail(Status::errorf("--status '{}': expected pending, consumed, dropped or quarantined", a.status));
+  }
+  f.task = a.task;
+  f.min_version = a.min_version;
+  f.max_version = a.max_version;
+  f.min_reward = float(a.min_reward);
+  f.max_reward = float(a.max_reward);
+  f.limit = size_t(a.limit);
+  auto l = s.value()->list(f);
+  if (!l.is_ok()) return fail(l.status());
+  if (as_json) {
+    json arr = json::array();
+    for (auto& m : l->groups) arr.push_back(meta_json(m));
+    std::printf("%s\n", dumps(json{{"groups", arr}, {"total_matched", l->total_matched}, {"errors", l->errors}}, 2).c_str());
+    return 0;
+  }
+  for (auto& m : l->groups) print_meta_line(m);
+  std::printf("%zu shown of %llu matching\n", l->groups.size(), (unsigned long long)l->total_matched);
+  return 0;
+}
+
+int replay_show(const std::string& run, uint64_t group_id, bool as_json) {
+  auto s = open_ro(run);
+  if (!s.is_ok()) return fail(s.status());
+  auto g = s.value()->get(group_id);
+  if (!g.is_ok()) return fail(g.status());
+  json j = group_json(g.value(), true);
+  if (as_json) {
+    std::printf("%s\n", dumps(j, 2).c_str());
+    return 0;
+  }
+  print_meta_line(g->meta);
+  std::printf("prompt: %s\nreference: %s\nintegrity: %s\n", j.value("prompt", "").c_str(),
+              j.value("reference", "").c_str(), j["integrity"].get<std::string>().c_str());
+  if (j.contains("rollouts"))
+    for (auto& r : j["rollouts"]) {
+      std::printf("  [%d] %-10s reward %.2f adv %+.3f  %s\n      tokens %s\n      logprobs %s\n      versions %s\n      %s\n",
+                  r["index"].get<int>(), r["finish"].get<std::string>().c_str(), r["reward"].get<double>(),
+                  r["advantage"].get<double>(), r["text"].get<std::string>().c_str(), dumps(r["tokens"]).c_str(),
+                  dumps(r["behavior_logprobs"]).c_str(), dumps(r["versions"]).c_str(),
+                  r["reason"].get<std::string>().c_str());
+      std::printf("      provenance %s\n", dumps(r["provenance"]).c_str());
+    }
+  return 0;
+}
+
+int replay_tail(const std::string& run, bool as_json, bool follow, int limit) {
+  auto s = open_ro(run);
+  if (!s.is_ok()) return fail(s.status());
+  ReplayCounters c = s.value()->counters();
+  uint64_t after = c.last_seq > uint64_t(limit) ? c.last_seq - uint64_t(limit) : 0;
+  for (;;) {
+    auto l = s.value()->since(after);
+    if (!l.is_ok()) return fail(l.status());
+    for (auto& m : l->groups) {
+      if (as_json)
+        std::printf("%s\n", dumps(meta_json(m)).c_str());
+      else
+        print_meta_line(m);
+      after = std::max(after, m.seq);
+    }
+    std::fflush(stdout);
+    if (!follow) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    Status r = s.value()->refresh();
+    if (!r.is_ok()) return fail(r);
+  }
+}
+
+int replay_export(const std::string& run, const std::string& out) {
+  auto s = open_ro(run);
+  if (!s.is_ok()) return fail(s.status());
+  std::string text;
+  ReplayFilter f;
+  f.limit = 0;
+  Status st = s.value()->for_each(f, [&](const ReplayGroup& g) {
+    text += dumps(group_json(g, true)) + "\n";
+    return true;
+  });
+  if (!st.is_ok()) return fail(st);
+  if (out.empty() || out == "-") {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return 0;
+  }
+  Status w = write_file_atomic(out, text);
+  return w.is_ok() ? 0 : fail(w);
+}
+
+}  // namespace m1::cli
