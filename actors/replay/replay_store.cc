@@ -164,35 +164,40 @@ Result<std::unique_ptr<ReplayStore>> ReplayStore::open(const std::string& dir, c
     if (names[i] == replay::kCfConsumed) s->h_->consumed = h;
   }
 
-  // The store's own magic and format version.
+  M1_RETURN_IF_ERROR(s->check_format());
+  M1_RETURN_IF_ERROR(s->load_state());
+  return s;
+}
+
+// The store's own magic and format version; a fresh writable store gets them.
+Status ReplayStore::check_format() {
   std::string fmtv;
-  st = s->h_->db->Get(rocksdb::ReadOptions(), s->h_->def, replay::kFormatKey, &fmtv);
+  rocksdb::Status st = h_->db->Get(rocksdb::ReadOptions(), h_->def, replay::kFormatKey, &fmtv);
   if (st.IsNotFound()) {
-    if (o.read_only) return Status::errorf("replay {}: not a replay store (no format marker)", dir);
-    for (auto* cf : {s->h_->def, s->h_->meta}) {  // never stamp someone else's database
-      std::unique_ptr<rocksdb::Iterator> it(s->h_->db->NewIterator(rocksdb::ReadOptions(), cf));
+    if (opts_.read_only) return Status::errorf("replay {}: not a replay store (no format marker)", dir_);
+    for (auto* cf : {h_->def, h_->meta}) {  // never stamp someone else's database
+      std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(rocksdb::ReadOptions(), cf));
       it->SeekToFirst();
-      if (it->Valid()) return Status::errorf("replay {}: not a replay store (data but no format marker)", dir);
+      if (it->Valid()) return Status::errorf("replay {}: not a replay store (data but no format marker)", dir_);
     }
     std::string v(replay::kStoreMagic, 4);
     v.push_back(char(replay::kStoreFormatVersion & 0xff));
     v.push_back(char(replay::kStoreFormatVersion >> 8));
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    st = s->h_->db->Put(wo, s->h_->def, replay::kFormatKey, v);
-    if (!st.ok()) return rocks_error(dir, "writing the format marker", st);
+    st = h_->db->Put(wo, h_->def, replay::kFormatKey, v);
+    if (!st.ok()) return rocks_error(dir_, "writing the format marker", st);
   } else if (!st.ok()) {
-    return rocks_error(dir, "reading the format marker", st);
+    return rocks_error(dir_, "reading the format marker", st);
   } else {
     if (fmtv.size() != 6 || fmtv.compare(0, 4, std::string(replay::kStoreMagic, 4)) != 0)
-      return Status::errorf("replay {}: not a replay store (format marker {})", dir, hex(fmtv));
+      return Status::errorf("replay {}: not a replay store (format marker {})", dir_, hex(fmtv));
     const unsigned ver = uint8_t(fmtv[4]) | (unsigned(uint8_t(fmtv[5])) << 8);
     if (ver != replay::kStoreFormatVersion)
-      return Status::errorf("replay {}: format version {}, this build reads {}", dir, ver,
+      return Status::errorf("replay {}: format version {}, this build reads {}", dir_, ver,
                             replay::kStoreFormatVersion);
   }
-  M1_RETURN_IF_ERROR(s->load_state());
-  return s;
+  return Status::ok();
 }
 
 // Counters, next sequence number and the pending floor from the database.
@@ -315,6 +320,31 @@ void put_counters(rocksdb::WriteBatch& b, rocksdb::ColumnFamilyHandle* cf, const
 
 }  // namespace
 
+// The group id inside the record stored under SEQ, when the record is intact.
+std::optional<uint64_t> ReplayStore::id_from_payload(uint64_t seq) const {
+  std::string rec;
+  if (!h_->db->Get(rocksdb::ReadOptions(), h_->groups, u64_key(seq), &rec).ok()) return std::nullopt;
+  auto p = replay::decode_group_record(rec);
+  if (!p) return std::nullopt;
+  const msg::Bytes b(std::vector<uint8_t>(p->begin(), p->end()));  // an aligned copy
+  auto g = msg::decode<msg::JudgedGroup>(b);
+  if (!g) return std::nullopt;
+  return (*g)->group_id();
+}
+
+// Adds the counters that changed to B, writes it (synced per options) and adopts NEXT.
+Status ReplayStore::write(rocksdb::WriteBatch& b, ReplayCounters next, const char* what) {
+  if (b.Count() == 0) return Status::ok();
+  put_counters(b, h_->def, counters_, next);
+  rocksdb::WriteOptions wo;
+  wo.sync = opts_.sync;
+  const rocksdb::Status st = h_->db->Write(wo, &b);
+  if (!st.ok()) return rocks_error(dir_, what, st);
+  next.leased = counters_.leased;
+  counters_ = std::move(next);
+  return Status::ok();
+}
+
 Result<AppendResult> ReplayStore::append(const std::vector<msg::Bytes>& groups) {
   M1_RETURN_IF_ERROR(require_writable("append"));
   AppendResult res;
@@ -342,13 +372,8 @@ Result<AppendResult> ReplayStore::append(const std::vector<msg::Bytes>& groups) 
     seq++;
   }
   if (res.appended > 0) {
-    put_counters(batch, h_->def, counters_, next);
-    rocksdb::WriteOptions wo;
-    wo.sync = opts_.sync;
-    const rocksdb::Status st = h_->db->Write(wo, &batch);
-    if (!st.ok()) return rocks_error(dir_, "appending groups", st);
     next.last_seq = seq - 1;
-    counters_ = std::move(next);
+    M1_RETURN_IF_ERROR(write(batch, std::move(next), "appending groups"));
     next_seq_ = seq;
   }
   res.last_seq = next_seq_ - 1;
@@ -389,14 +414,7 @@ Result<std::vector<ReplayGroup>> ReplayStore::take_batch(size_t n, uint64_t lear
     auto m = read_meta(*seq);
     if (!m) {
       // Corrupt metadata: quarantine under the id the payload names, if it is readable.
-      std::string rec;
-      std::optional<uint64_t> id;
-      if (h_->db->Get(rocksdb::ReadOptions(), h_->groups, u64_key(*seq), &rec).ok()) {
-        if (auto p = replay::decode_group_record(rec); p.is_ok()) {
-          const msg::Bytes b(std::vector<uint8_t>(p->begin(), p->end()));  // aligned copy
-          if (auto jg = msg::decode<msg::JudgedGroup>(b); jg.is_ok()) id = (*jg)->group_id();
-        }
-      }
+      const std::optional<uint64_t> id = id_from_payload(*seq);
       log_error("{}; not served", m.status().message());
       batch.Delete(h_->pending, it->key());
       if (id) {
@@ -444,15 +462,7 @@ Result<std::vector<ReplayGroup>> ReplayStore::take_batch(size_t n, uint64_t lear
   }
   if (!it->status().ok()) return rocks_error(dir_, "scanning the pending queue", it->status());
   it.reset();
-  if (batch.Count() > 0) {
-    put_counters(batch, h_->def, counters_, next);
-    rocksdb::WriteOptions wo;
-    wo.sync = opts_.sync;
-    const rocksdb::Status st = h_->db->Write(wo, &batch);
-    if (!st.ok()) return rocks_error(dir_, "recording dropped/quarantined groups", st);
-    next.leased = counters_.leased;
-    counters_ = std::move(next);
-  }
+  M1_RETURN_IF_ERROR(write(batch, std::move(next), "recording dropped/quarantined groups"));
   // Every Pending seq is ≥ FLOOR: what the scan passed before it left the queue. When nothing is
   // left, the scan reached the end: everything it saw left the queue.
   if (floor_set) h_->pending_floor = floor;
@@ -494,14 +504,7 @@ Status ReplayStore::commit_consumed(const std::vector<uint64_t>& group_ids, uint
     batch.Put(h_->meta, u64_key(*seq), replay::encode_meta(m));
     batch.Put(h_->consumed, replay::step_seq_key(learner_step, *seq), rocksdb::Slice());
   }
-  if (batch.Count() > 0) {
-    put_counters(batch, h_->def, counters_, next);
-    rocksdb::WriteOptions wo;
-    wo.sync = opts_.sync;
-    const rocksdb::Status st = h_->db->Write(wo, &batch);
-    if (!st.ok()) return rocks_error(dir_, "recording consumption", st);
-    counters_ = std::move(next);
-  }
+  M1_RETURN_IF_ERROR(write(batch, std::move(next), "recording consumption"));
   for (uint64_t s : seqs) leases_.erase(s);
   if (lowest_repending < h_->pending_floor) h_->pending_floor = lowest_repending;
   counters_.leased = leases_.size();
@@ -556,16 +559,9 @@ Result<uint64_t> ReplayStore::rollback_after(uint64_t learner_step) {
     batch.Put(h_->meta, u64_key(seq), replay::encode_meta(m));
     if (m.status == GroupStatus::Pending && seq < h_->pending_floor) h_->pending_floor = seq;
   }
-  if (batch.Count() > 0) {
-    put_counters(batch, h_->def, counters_, next);
-    rocksdb::WriteOptions wo;
-    wo.sync = opts_.sync;
-    const rocksdb::Status st = h_->db->Write(wo, &batch);
-    if (!st.ok()) {
-      h_->pending_floor = 0;  // may have been lowered for writes that did not happen: rescan
-      return rocks_error(dir_, "rolling back consumption", st);
-    }
-    counters_ = std::move(next);
+  if (Status st = write(batch, std::move(next), "rolling back consumption"); !st.is_ok()) {
+    h_->pending_floor = 0;  // may have been lowered for writes that did not happen: rescan
+    return st;
   }
   return undone;
 }

@@ -20,6 +20,7 @@
 //      batch = take_batch(n, version); train; commit_consumed(ids, S); write checkpoint S (DONE).
 //    On resume from checkpoint S0: rollback_after(S0) undoes the consumptions of steps > S0 (their
 //    checkpoints never completed), so those groups are delivered again and nothing else is.
+//    Every learner start calls it (a start without a checkpoint: rollback_after(0); steps are ≥ 1).
 //    commit_consumed must be durable BEFORE checkpoint S is published: committing after it would
 //    let a crash between the two reuse the groups of a completed step.
 //  - Corrupt metadata never crashes the store: take_batch quarantines it; inspection calls report
@@ -47,6 +48,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace m1 {
@@ -184,7 +186,10 @@ class ReplayStore {
     uint64_t learner_version = 0;  // the version take_batch was called with
   };
   ReplayStore(std::string dir, ReplayOptions o);
+  Status check_format();
   Status load_state();
+  Status write(rocksdb::WriteBatch& b, ReplayCounters next, const char* what);
+  std::optional<uint64_t> id_from_payload(uint64_t seq) const;
   Status require_writable(const char* op) const;
   Result<std::optional<uint64_t>> seq_of(uint64_t group_id) const;
   Result<GroupMeta> read_meta(uint64_t seq) const;

@@ -239,3 +239,23 @@ int replay_export(const std::string& run, const std::string& out) {
 }
 
 }  // namespace m1::cli
+
+namespace m1::cli {
+
+int bench_replay(int groups, bool as_json) {
+  nlohmann::json j = nlohmann::json::object();
+  for (int per : {1, 32}) {
+    const std::string dir = "/tmp/m1-bench-replay-" + std::to_string(::getpid()) + "-" + std::to_string(per);
+    auto r = bench_replay_append(dir, per == 1 ? std::min(groups, 500) : groups, per);
+    if (!r.is_ok()) return fail(r.status());
+    j[std::to_string(per)] = {{"groups_per_s", r->groups_per_s}, {"mb_per_s", r->mb_per_s},
+                              {"bytes_per_group", r->bytes_per_group}, {"commits", r->commits}};
+    if (!as_json)
+      std::printf("durable replay append, %2d group(s) per synced commit: %8.0f groups/s  %6.1f MB/s  (%.0f B/group)\n",
+                  per, r->groups_per_s, r->mb_per_s, r->bytes_per_group);
+  }
+  if (as_json) std::printf("%s\n", nlohmann::json{{"append_groups_per_s_by_commit_size", j}}.dump(2).c_str());
+  return 0;
+}
+
+}  // namespace m1::cli

@@ -15,6 +15,7 @@ int model_grad(const std::string& dir, const std::string& input, const std::stri
                double eps_high, bool eps_high_set);
 int generate(const std::string& dir, const std::string& prompt, int max_new, double temperature, double top_p,
              int top_k, uint64_t seed);
+int bench_replay(int groups, bool json);
 int bench_model(const std::string& config, bool json, int threads);
 int sft(const std::string& config);
 struct ReplayLsArgs {

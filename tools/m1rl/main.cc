@@ -81,6 +81,12 @@ int main(int argc, char** argv) {
     c->add_flag("--json", json, "print JSON");
     c->add_option("--threads", threads, "largest thread count to measure")->check(CLI::Range(1, 256));
     c->callback([&] { rc = m1::cli::bench_model(config, json, threads); });
+    auto* r = bench->add_subcommand("replay", "durable replay append throughput (synced group commit)");
+    static int groups = 4000;
+    static bool rjson = false;
+    r->add_option("--groups", groups, "groups to append")->check(CLI::Range(1, 10000000));
+    r->add_flag("--json", rjson, "print JSON");
+    r->callback([&] { rc = m1::cli::bench_replay(groups, rjson); });
   }
   {
     auto* c = app.add_subcommand("sft", "supervised fine-tuning on the built-in tasks");

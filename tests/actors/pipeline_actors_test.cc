@@ -1,0 +1,130 @@
+// The pipeline's thin actors on CAF's deterministic test coordinator (DEPS.md 23): no sleeps, no
+// threads; the scheduler runs every message to quiescence.
+#include <doctest/doctest.h>
+
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "actors/pipeline/actors.h"
+#include "actors/pipeline/wire.h"
+#include "base/file.h"
+#include "model/tokenizer.h"
+
+using namespace m1;
+
+namespace {
+
+struct TestSystem {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  TestSystem() {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  }
+};
+
+// A rollout of `text` for an "add" prompt, as a generator would send it.
+msg::Bytes make_rollout(wire::Sender& s, uint64_t group, uint32_t index, const std::string& text) {
+  ByteTokenizer tok;
+  wire::PromptInfo p;
+  p.prompt_id = 7;
+  p.group_id = group;
+  p.task = "add";
+  p.dataset = "builtin";
+  p.prompt = "2+3=";
+  p.reference = "5";
+  p.group_size = 2;
+  p.prompt_tokens = {tok.bos_id()};
+  for (int t : tok.encode(p.prompt)) p.prompt_tokens.push_back(t);
+  msg::Bytes rq = wire::generation_request(s, p, 100 + index, index, 8, 1.0f, 1.0f, 1, 0, 1);
+  GenOutput o;
+  o.request_id = 100 + index;
+  o.tokens = tok.encode(text);
+  o.tokens.push_back(tok.eos_id());
+  o.logprobs.assign(o.tokens.size(), -0.1f);
+  o.versions.assign(o.tokens.size(), 0);
+  o.finish = "eos";
+  return wire::rollout(s, *msg::decode<msg::GenerationRequest>(rq).value(), o, 1);
+}
+
+}  // namespace
+
+TEST_CASE("judge actor: a correct and a wrong answer get rewards 1 and 0; garbage bytes are rejected and counted") {
+  TestSystem ts;
+  auto rejects = std::make_shared<pipe::RejectCounters>();
+  auto judge = ts.sys->spawn(pipe::judge_actor, pipe::JudgeArgs{5, 1, 0, rejects});
+  wire::Sender s{9, 1, 0};
+  std::vector<float> rewards;
+  std::vector<std::string> reasons;
+  auto client = ts.sys->spawn([&](caf::event_based_actor* self) {
+    for (const char* text : {"<answer>5</answer>", "<answer>6</answer>"}) {
+      msg::Bytes r = make_rollout(s, 11, 0, text);
+      msg::Bytes jr = wire::judge_request(s, *msg::decode<msg::Rollout>(r).value()->data(), "5", 0);
+      self->request(judge, caf::infinite, pipe::judge_atom::value, jr).then([&](const msg::Bytes& v) {
+        auto d = msg::decode<msg::Verdict>(v);
+        REQUIRE(d.is_ok());
+        rewards.push_back(d.value()->reward());
+        reasons.push_back(d.value()->reason()->str());
+      });
+    }
+    std::vector<uint8_t> junk = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    self->request(judge, caf::infinite, pipe::judge_atom::value, msg::Bytes(junk))
+        .then([&](const msg::Bytes& v) { CHECK(v.empty()); });
+  });
+  ts.sched->run();
+  REQUIRE(rewards.size() == 2);
+  CHECK(rewards[0] == 1.0f);
+  CHECK(rewards[1] == 0.0f);
+  CHECK(rejects->judge.load() == 1);
+  caf::anon_send_exit(judge, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+  ts.sched->run();
+}
+
+TEST_CASE("replay actor: groups are acknowledged after the durable group commit, then served and committed") {
+  TestSystem ts;
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("m1-replay-actor-" + std::to_string(getpid()))).string();
+  remove_all(dir);
+  ReplayOptions o;
+  o.max_staleness = 2;
+  auto store = ReplayStore::open(dir, o);
+  REQUIRE(store.is_ok());
+  std::shared_ptr<ReplayStore> sp(std::move(store.value()));
+  auto rejects = std::make_shared<pipe::RejectCounters>();
+  auto replay = ts.sys->spawn(pipe::replay_actor, pipe::ReplayArgs{sp, rejects});
+  std::vector<uint64_t> acks;
+  size_t served = 0;
+  bool committed = false;
+  auto client = ts.sys->spawn([&](caf::event_based_actor* self) {
+    for (uint64_t g = 1; g <= 3; ++g)
+      self->request(replay, caf::infinite, pipe::group_atom::value, make_synthetic_group(g, "add", 0, 2, 4))
+          .then([&](uint64_t id) { acks.push_back(id); });
+  });
+  ts.sched->run();
+  CHECK(acks == std::vector<uint64_t>{1, 2, 3});
+  CHECK(sp->counters().by_status[0] == 3);  // durable before the acks were delivered
+  auto client2 = ts.sys->spawn([&](caf::event_based_actor* self) {
+    self->request(replay, caf::infinite, pipe::take_atom::value, uint64_t(2), uint64_t(1))
+        .then([&, self](const std::vector<msg::Bytes>& got) {
+          served = got.size();
+          std::vector<uint64_t> ids;
+          for (auto& b : got) ids.push_back(msg::decode<msg::JudgedGroup>(b).value()->group_id());
+          self->request(replay, caf::infinite, pipe::commit_atom::value, ids, uint64_t(1))
+              .then([&](bool ok) { committed = ok; });
+        });
+  });
+  ts.sched->run();
+  CHECK(served == 2);
+  CHECK(committed);
+  CHECK(sp->counters().by_status[1] == 2);
+  for (auto& a : {replay, client, client2}) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  ts.sched->run();
+  sp.reset();
+  remove_all(dir);
+}
