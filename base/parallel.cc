@@ -13,6 +13,7 @@ class Pool {
  public:
   ~Pool() { resize(1); }
   void resize(int n) {
+    std::lock_guard<std::mutex> owner(run_mu_);  // never while a parallel_for uses the workers
     n = std::max(1, n);
     {
       std::unique_lock<std::mutex> lk(mu_);
@@ -32,7 +33,10 @@ class Pool {
   void run(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk) {
     size_t parts = std::min<size_t>(size_t(threads_), (n + min_chunk - 1) / std::max<size_t>(1, min_chunk));
     thread_local bool inside = false;
-    if (parts <= 1 || inside || workers_.empty()) {
+    // One caller at a time owns the workers; a concurrent caller (another actor's thread) runs
+    // its loop inline instead of waiting.
+    std::unique_lock<std::mutex> owner(run_mu_, std::try_to_lock);
+    if (parts <= 1 || inside || workers_.empty() || !owner.owns_lock()) {
       fn(0, n);
       return;
     }
@@ -77,6 +81,7 @@ class Pool {
     }
   }
   std::mutex mu_;
+  std::mutex run_mu_;  // held by the thread whose parallel_for is using the workers
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
   const std::function<void(size_t, size_t)>* fn_ = nullptr;

@@ -3,7 +3,8 @@
 // one contiguous range per thread, deterministically, and blocks until all ranges are done.
 // Workers sleep on a condition variable between calls (no spinning: on 2 cores a spinning pool
 // steals the CPU from OpenBLAS and from CAF's scheduler).
-// Thread safety: parallel_for may be called from one thread at a time; nested calls run serially.
+// Thread safety: parallel_for may be called from any thread; while one caller uses the workers,
+// other (concurrent or nested) calls run their whole range inline on the calling thread.
 #pragma once
 
 #include <cstddef>

@@ -75,8 +75,8 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     M1_RETURN_IF_ERROR(write_file_atomic(path_join(c.run_dir, "config.toml"), text));
   }
   M1_ASSIGN_OR_RETURN(uint64_t incarnation, next_incarnation(c.run_dir));
-  set_num_threads(1);  // one kernel thread per actor; the actors share the cores
   M1_ASSIGN_OR_RETURN(std::string sft_dir, sft_model(c));
+  set_num_threads(1);  // after the SFT stage (which sizes its own pool): one kernel thread per actor
 
   // Learner: from the newest RL checkpoint, else the SFT model.
   M1_ASSIGN_OR_RETURN(Model base, load_model(sft_dir));
