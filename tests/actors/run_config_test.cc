@@ -1,0 +1,63 @@
+// `m1rl run` configs: every shipped config loads; bad values name the file and the key.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "actors/pipeline/run_config.h"
+#include "base/file.h"
+
+using namespace m1;
+
+namespace {
+std::string write_tmp(const std::string& name, const std::string& text) {
+  auto p = (std::filesystem::temp_directory_path() / ("m1-runcfg-" + std::to_string(getpid()) + "-" + name)).string();
+  REQUIRE(write_file(p, text).is_ok());
+  return p;
+}
+const std::string kOk = "[run]\ndir = \"x\"\n[model]\nconfig = \"configs/models/tiny.json\"\n";
+}  // namespace
+
+TEST_CASE("shipped run configs load") {
+  for (const char* f : {"demo.toml", "test-run.toml", "test-crash.toml"}) {
+    auto c = load_run_config(std::string(M1_SOURCE_DIR) + "/configs/" + f, "");
+    CHECK_MESSAGE(c.is_ok(), f << ": " << c.status().message());
+  }
+}
+
+TEST_CASE("bad run configs give an error naming the file and the key") {
+  struct Case {
+    std::string text, key;
+  };
+  const std::vector<Case> cases = {
+      {"[model]\nconfig = \"a.json\"\n", "run.dir"},
+      {kOk + "[learner]\nobjective = \"ppo2\"\n", "learner.objective"},
+      {kOk + "[sampler]\ngroup_size = 1\n", "sampler.group_size"},
+      {kOk + "[sampler]\ntemperature = \"hot\"\n", "sampler.temperature"},
+      {kOk + "[sampler]\ntasks = [\"nope\"]\n", "sampler.tasks"},
+      {kOk + "[run]\nmax_staleness = -1\n", "run"},
+      {"[run]\ndir = \"x\"\n", "model.config"},
+      {kOk + "[sampler]\nmax_new = 8\noverlong_cache = 8\n", "sampler.overlong_cache"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    const std::string p = write_tmp("bad" + std::to_string(i++), c.text);
+    auto r = load_run_config(p, "");
+    CAPTURE(c.text);
+    REQUIRE(!r.is_ok());
+    CHECK(r.status().message().find(p) != std::string::npos);
+    CHECK(r.status().message().find(c.key) != std::string::npos);
+  }
+  const std::string p = write_tmp("syntax", "[run\n");
+  auto r = load_run_config(p, "");
+  CHECK(!r.is_ok());
+  CHECK(r.status().message().find(p) != std::string::npos);
+}
+
+TEST_CASE("--run-dir overrides run.dir") {
+  const std::string p = write_tmp("override", kOk);
+  auto r = load_run_config(p, "/tmp/elsewhere");
+  REQUIRE(r.is_ok());
+  CHECK(r->run_dir == "/tmp/elsewhere");
+}
