@@ -60,8 +60,10 @@ std::vector<GenOutput> GeneratorLogic::step() {
     }
     std::vector<float> rows(prompts.size() * size_t(V));
     model_.prefill(prompts, states.data(), rows.data());
-    for (size_t i = first_new; i < live_.size(); ++i)
+    for (size_t i = first_new; i < live_.size(); ++i) {
       live_[i].row.assign(rows.begin() + (i - first_new) * V, rows.begin() + (i - first_new + 1) * V);
+      live_[i].row_version = version_;
+    }
   }
   // 2. Sample one token per live sequence; finished ones leave.
   std::vector<GenOutput> done;
@@ -71,7 +73,7 @@ std::vector<GenOutput> GeneratorLogic::step() {
     const SampledToken t = sample_token(s.row.data(), V, s.job.sampling, s.rng);
     s.out.tokens.push_back(t.id);
     s.out.logprobs.push_back(t.logprob);
-    s.out.versions.push_back(version_);
+    s.out.versions.push_back(s.row_version);  // the weights that computed this token's distribution
     ++tokens_;
     s.high_prob_run = t.prob > rep_.p ? s.high_prob_run + 1 : 0;
     if (t.id == eos_) {
@@ -95,7 +97,10 @@ std::vector<GenOutput> GeneratorLogic::step() {
     for (auto& s : live_) states.push_back(&s.state);
     std::vector<float> rows(live_.size() * size_t(V));
     model_.decode_step(next.data(), states.data(), int(live_.size()), rows.data());
-    for (size_t i = 0; i < live_.size(); ++i) live_[i].row.assign(rows.begin() + i * V, rows.begin() + (i + 1) * V);
+    for (size_t i = 0; i < live_.size(); ++i) {
+      live_[i].row.assign(rows.begin() + i * V, rows.begin() + (i + 1) * V);
+      live_[i].row_version = version_;
+    }
   }
   return done;
 }

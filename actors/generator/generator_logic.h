@@ -65,6 +65,7 @@ class GeneratorLogic {
     DecodeState state;
     GenOutput out;
     std::vector<float> row;  // log-softmax to sample the next token from
+    uint64_t row_version = 0;  // weights version that computed `row` (the next token's version)
     int high_prob_run = 0;   // consecutive tokens with probability > rep_.p
   };
   Model model_;

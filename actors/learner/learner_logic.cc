@@ -65,12 +65,16 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
       toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
       const int t0 = b.size(), P = int(r.prompt.size());
       b.add_segment(toks);
+      // The correlation compares like with like: only rollouts generated entirely by this
+      // version (a hot-swapped sequence carries state computed by older weights).
+      bool all_current = true;
+      for (uint64_t v : r.versions) all_current = all_current && v == version_;
       for (size_t j = 0; j < r.tokens.size(); ++j) {
         rows.push_back(t0 + P - 1 + int(j));
         seq.push_back(S);
         blp.push_back(r.behavior_logprobs[j]);
         adv.push_back(r.advantage);
-        same_version.push_back(r.versions[j] == version_);
+        same_version.push_back(all_current);
       }
       ++S;
     }
