@@ -33,6 +33,8 @@ pid_t spawn_run(const std::string& config, const std::string& run_dir, const std
     FILE* f = std::freopen(log.c_str(), "a", stderr);
     (void)f;
     std::freopen("/dev/null", "w", stdout);
+    // The config's paths (configs/models/...) are relative to the source tree.
+    if (chdir(M1_SOURCE_DIR) != 0) _exit(126);
     execl(M1_BINARY, M1_BINARY, "run", config.c_str(), "--run-dir", run_dir.c_str(), (char*)nullptr);
     _exit(127);
   }
