@@ -132,4 +132,10 @@ Result<Model> load_model(const std::string& dir);
 // Writes DIR/config.json and DIR/model.safetensors (dtype "F32" or "BF16"); DIR must exist.
 Status save_model(const Model& m, const std::string& dir, const std::string& dtype = "F32");
 
+// AdamW moments in a checkpoint: DIR/optimizer.safetensors holds "m.<name>" and "v.<name>" (F32)
+// for every parameter of M. load resizes mom/var to M's layout.
+Status save_adam_moments(const Model& m, const std::vector<float>& mom, const std::vector<float>& var,
+                         const std::string& dir);
+Status load_adam_moments(const Model& m, const std::string& dir, std::vector<float>* mom, std::vector<float>* var);
+
 }  // namespace m1

@@ -29,4 +29,25 @@ Status save_model(const Model& m, const std::string& dir, const std::string& dty
   return write_file(path_join(dir, "config.json"), model_config_to_json(m.config()));
 }
 
+Status save_adam_moments(const Model& m, const std::vector<float>& mom, const std::vector<float>& var,
+                         const std::string& dir) {
+  std::vector<TensorToWrite> opt;
+  for (const ParamSpec& s : m.specs()) {
+    opt.push_back({"m." + s.name, s.shape, mom.data() + s.offset});
+    opt.push_back({"v." + s.name, s.shape, var.data() + s.offset});
+  }
+  return write_safetensors(path_join(dir, "optimizer.safetensors"), opt, "F32");
+}
+
+Status load_adam_moments(const Model& m, const std::string& dir, std::vector<float>* mom, std::vector<float>* var) {
+  M1_ASSIGN_OR_RETURN(SafetensorsReader rd, SafetensorsReader::open(path_join(dir, "optimizer.safetensors")));
+  mom->assign(m.num_params(), 0.f);
+  var->assign(m.num_params(), 0.f);
+  for (const ParamSpec& s : m.specs()) {
+    M1_RETURN_IF_ERROR(rd.read_f32("m." + s.name, s.shape, mom->data() + s.offset));
+    M1_RETURN_IF_ERROR(rd.read_f32("v." + s.name, s.shape, var->data() + s.offset));
+  }
+  return Status::ok();
+}
+
 }  // namespace m1

@@ -13,7 +13,6 @@
 #include "base/rng.h"
 #include "model/checkpoint.h"
 #include "model/generate.h"
-#include "model/safetensors.h"
 #include "model/tasks.h"
 #include "model/toml_config.h"
 
@@ -65,12 +64,7 @@ Status save_checkpoint(const std::string& root, int64_t step, const Model& m, co
                        const std::vector<float>& var, const Rng& data_rng, int64_t examples) {
   return commit_checkpoint(root, step, [&](const std::string& dir) -> Status {
     M1_RETURN_IF_ERROR(save_model(m, dir, "F32"));
-    std::vector<TensorToWrite> opt;
-    for (const ParamSpec& s : m.specs()) {
-      opt.push_back({"m." + s.name, s.shape, mom.data() + s.offset});
-      opt.push_back({"v." + s.name, s.shape, var.data() + s.offset});
-    }
-    M1_RETURN_IF_ERROR(write_safetensors(path_join(dir, "optimizer.safetensors"), opt, "F32"));
+    M1_RETURN_IF_ERROR(save_adam_moments(m, mom, var, dir));
     nlohmann::json st;
     st["format"] = "m1rl-sft-checkpoint";
     st["version"] = 1;
@@ -86,13 +80,7 @@ Status load_checkpoint(const std::string& dir, Model* m, std::vector<float>* mom
                        int64_t* step, int64_t* examples) {
   M1_ASSIGN_OR_RETURN(Model loaded, load_model(dir));
   *m = std::move(loaded);
-  M1_ASSIGN_OR_RETURN(SafetensorsReader rd, SafetensorsReader::open(path_join(dir, "optimizer.safetensors")));
-  mom->assign(m->num_params(), 0.f);
-  var->assign(m->num_params(), 0.f);
-  for (const ParamSpec& s : m->specs()) {
-    M1_RETURN_IF_ERROR(rd.read_f32("m." + s.name, s.shape, mom->data() + s.offset));
-    M1_RETURN_IF_ERROR(rd.read_f32("v." + s.name, s.shape, var->data() + s.offset));
-  }
+  M1_RETURN_IF_ERROR(load_adam_moments(*m, dir, mom, var));
   const std::string sp = path_join(dir, "state.json");
   M1_ASSIGN_OR_RETURN(std::string text, read_file(sp));
   try {

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
-#include "model/safetensors.h"
 
 namespace m1 {
 
@@ -129,12 +128,7 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
 
 Status LearnerLogic::save(const std::string& dir) const {
   M1_RETURN_IF_ERROR(save_model(model_, dir, "F32"));
-  std::vector<TensorToWrite> opt;
-  for (const ParamSpec& s : model_.specs()) {
-    opt.push_back({"m." + s.name, s.shape, m_.data() + s.offset});
-    opt.push_back({"v." + s.name, s.shape, v_.data() + s.offset});
-  }
-  M1_RETURN_IF_ERROR(write_safetensors(path_join(dir, "optimizer.safetensors"), opt, "F32"));
+  M1_RETURN_IF_ERROR(save_adam_moments(model_, m_, v_, dir));
   nlohmann::json j;
   j["format"] = "m1rl-learner-checkpoint";
   j["version"] = 1;
@@ -152,11 +146,7 @@ Status LearnerLogic::load(const std::string& dir) {
     return Status::errorf("{}: checkpoint has {} parameters, the run's model {}", dir, m.num_params(),
                           model_.num_params());
   model_ = std::move(m);
-  M1_ASSIGN_OR_RETURN(SafetensorsReader rd, SafetensorsReader::open(path_join(dir, "optimizer.safetensors")));
-  for (const ParamSpec& s : model_.specs()) {
-    M1_RETURN_IF_ERROR(rd.read_f32("m." + s.name, s.shape, m_.data() + s.offset));
-    M1_RETURN_IF_ERROR(rd.read_f32("v." + s.name, s.shape, v_.data() + s.offset));
-  }
+  M1_RETURN_IF_ERROR(load_adam_moments(model_, dir, &m_, &v_));
   const std::string p = path_join(dir, "learner.json");
   M1_ASSIGN_OR_RETURN(std::string text, read_file(p));
   try {

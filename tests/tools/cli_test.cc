@@ -25,8 +25,9 @@ struct Run {
   std::string out;  // stdout and stderr together
 };
 
-Run run(const std::string& args) {
-  const std::string cmd = std::string(M1_BINARY) + " " + args + " 2>&1";
+// Runs m1rl with ARGS; OUT gets stdout, and stderr too unless stdout_only.
+Run run(const std::string& args, bool stdout_only = false) {
+  const std::string cmd = std::string(M1_BINARY) + " " + args + (stdout_only ? " 2>/dev/null" : " 2>&1");
   Run r{0, ""};
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -38,18 +39,7 @@ Run run(const std::string& args) {
   return r;
 }
 
-Run run_stdout(const std::string& args) {
-  const std::string cmd = std::string(M1_BINARY) + " " + args + " 2>/dev/null";
-  Run r{0, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+Run run_stdout(const std::string& args) { return run(args, true); }
 
 std::string tmpdir(const std::string& name) {
   auto d = (std::filesystem::temp_directory_path() / ("m1-cli-" + std::to_string(getpid()) + "-" + name)).string();
