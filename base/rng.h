@@ -6,6 +6,9 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace m1 {
 
@@ -40,6 +43,17 @@ class Rng {
   }
   std::array<uint64_t, 4> state() const { return s_; }
   void set_state(const std::array<uint64_t, 4>& s) { s_ = s; }
+  // The state as four decimal strings (checkpoint JSON: a JSON number cannot hold a 64-bit word)
+  // and back; set_state_strings throws std::invalid_argument / std::out_of_range on bad input.
+  std::vector<std::string> state_strings() const {
+    return {std::to_string(s_[0]), std::to_string(s_[1]), std::to_string(s_[2]), std::to_string(s_[3])};
+  }
+  void set_state_strings(const std::vector<std::string>& v) {
+    if (v.size() != 4) throw std::invalid_argument("rng state: expected 4 words");
+    std::array<uint64_t, 4> s{};
+    for (size_t i = 0; i < 4; ++i) s[i] = std::stoull(v[i]);
+    s_ = s;
+  }
 
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -70,8 +70,7 @@ Status save_checkpoint(const std::string& root, int64_t step, const Model& m, co
     st["version"] = 1;
     st["step"] = step;
     st["examples"] = examples;
-    auto r = data_rng.state();
-    st["data_rng"] = {std::to_string(r[0]), std::to_string(r[1]), std::to_string(r[2]), std::to_string(r[3])};
+    st["data_rng"] = data_rng.state_strings();
     return write_file(path_join(dir, "state.json"), st.dump(2));
   });
 }
@@ -87,9 +86,7 @@ Status load_checkpoint(const std::string& dir, Model* m, std::vector<float>* mom
     auto st = nlohmann::json::parse(text);
     *step = st.at("step").get<int64_t>();
     *examples = st.at("examples").get<int64_t>();
-    std::array<uint64_t, 4> r{};
-    for (int i = 0; i < 4; ++i) r[i] = std::stoull(st.at("data_rng").at(i).get<std::string>());
-    data_rng->set_state(r);
+    data_rng->set_state_strings(st.at("data_rng").get<std::vector<std::string>>());
   } catch (const std::exception& e) {
     return Status::errorf("{}: invalid checkpoint state: {}", sp, e.what());
   }

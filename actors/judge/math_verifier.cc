@@ -196,15 +196,18 @@ class MathValueParser {
     return v;
   }
 
+  // "{ value }" at the cursor (REQUIRES: s_[pos_] == '{').
+  std::optional<MathValue> braced() {
+    ++pos_;
+    std::optional<MathValue> v = value();
+    if (!v || !eat('}')) return std::nullopt;
+    return v;
+  }
+
   std::optional<MathValue> atom() {
     skip_ws();
     if (pos_ >= s_.size()) return std::nullopt;
-    if (s_[pos_] == '{') {
-      ++pos_;
-      std::optional<MathValue> v = value();
-      if (!v || !eat('}')) return std::nullopt;
-      return v;
-    }
+    if (s_[pos_] == '{') return braced();
     for (std::string_view cmd : {"\\frac", "\\dfrac", "\\tfrac"}) {
       if (starts_with_at(s_, pos_, cmd)) {
         pos_ += cmd.size();
@@ -221,12 +224,7 @@ class MathValueParser {
   std::optional<MathValue> frac_arg() {
     skip_ws();
     if (pos_ >= s_.size()) return std::nullopt;
-    if (s_[pos_] == '{') {
-      ++pos_;
-      std::optional<MathValue> v = value();
-      if (!v || !eat('}')) return std::nullopt;
-      return v;
-    }
+    if (s_[pos_] == '{') return braced();
     if (!is_digit(s_[pos_])) return std::nullopt;
     MathValue v;
     v.num_ = nat_from_digits(s_.substr(pos_++, 1));

@@ -135,8 +135,7 @@ Status LearnerLogic::save(const std::string& dir) const {
   j["weights_version"] = version_;
   j["step"] = step_;
   j["adam_step"] = adam_step_;
-  auto r = rng_.state();
-  j["rng"] = {std::to_string(r[0]), std::to_string(r[1]), std::to_string(r[2]), std::to_string(r[3])};
+  j["rng"] = rng_.state_strings();
   return write_file(path_join(dir, "learner.json"), j.dump(2));
 }
 
@@ -154,9 +153,7 @@ Status LearnerLogic::load(const std::string& dir) {
     version_ = j.at("weights_version").get<uint64_t>();
     step_ = j.at("step").get<uint64_t>();
     adam_step_ = j.at("adam_step").get<uint64_t>();
-    std::array<uint64_t, 4> r{};
-    for (int i = 0; i < 4; ++i) r[i] = std::stoull(j.at("rng").at(i).get<std::string>());
-    rng_.set_state(r);
+    rng_.set_state_strings(j.at("rng").get<std::vector<std::string>>());
   } catch (const std::exception& e) {
     return Status::errorf("{}: invalid learner state: {}", p, e.what());
   }
