@@ -2,7 +2,8 @@
 // (a backend is a filled table, after ggml). Backends:
 //   cpu_naive_kernels()  plain loops, the oracle every other backend is tested against;
 //   cpu_fast_kernels()   OpenBLAS GEMMs, chunked lightning attention, blocked loops, threads;
-//   (cuda, when built with M1_HAVE_CUDA: issue 4 fills the same table from kernels/cuda/).
+//   cuda_kernels()       (kernels/cuda/cuda.h, builds with M1_HAVE_CUDA) the same table on
+//                        DEVICE pointers, tested against the naive oracle by tests/gpu.
 //
 // Conventions (MODEL.md letters): T tokens of one segment or N rows, D hidden, H heads, Hkv KV
 // heads, d head dim, E experts, k top-k, V vocab. All tensors are fp32, row-major, contiguous
@@ -122,8 +123,8 @@ struct Kernels {
 const Kernels& cpu_naive_kernels();
 const Kernels& cpu_fast_kernels();
 
-// The backend the model uses: cpu_fast_kernels() unless M1_KERNELS=naive. (A CUDA backend is
-// selected here once issue 4 provides one; a process with no GPU uses the CPU and says so once.)
+// The backend the model uses: cpu_fast_kernels() unless M1_KERNELS=naive. The model keeps host
+// tensors, so the CUDA table is not selected here yet; a CUDA build says once what it found.
 const Kernels& default_kernels();
 
 // Sizes the CPU thread pool (base/parallel.h) to n ≥ 1 threads and pins OpenBLAS to one thread:
