@@ -17,8 +17,32 @@
 #include "base/event_log.h"
 #include "messages/codec.h"
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(m1::msg::Bytes)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<m1::msg::Bytes>)
+namespace m1::msg {
+
+// CAF serialisation of a message buffer (CAF 0.17 inspect, found by ADL), so (atom, Bytes) and
+// (atom, vector<Bytes>) messages can cross processes once the types are registered with
+// register_message_types() on both ends. Saved as one byte sequence (CAF writes it raw); loaded
+// into a fresh buffer, refused beyond kMaxMessageBytes. Decoding (messages/codec.h) still
+// verifies every received buffer before any field is read.
+template <class Inspector>
+typename std::enable_if<Inspector::reads_state, typename Inspector::result_type>::type inspect(Inspector& f,
+                                                                                              Bytes& x) {
+  auto& v = const_cast<std::vector<uint8_t>&>(x.vec());  // only read while saving
+  return f(caf::meta::type_name("m1.bytes"), v);
+}
+template <class Inspector>
+typename std::enable_if<Inspector::writes_state, typename Inspector::result_type>::type inspect(Inspector& f,
+                                                                                               Bytes& x) {
+  std::vector<uint8_t> v;
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    if (v.size() > kMaxMessageBytes) return caf::make_error(caf::sec::invalid_argument, "m1.bytes over the size cap");
+    x = Bytes(std::move(v));
+    return caf::none;
+  });
+  return f(caf::meta::type_name("m1.bytes"), v, load);
+}
+
+}  // namespace m1::msg
 
 namespace m1::pipe {
 
@@ -36,6 +60,13 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;      // ask for a JSO
 using halt_atom = caf::atom_constant<caf::atom("halt")>;        // stop with a checkpoint
 using done_atom = caf::atom_constant<caf::atom("done")>;        // learner → driver: finished
 using start_atom = caf::atom_constant<caf::atom("start")>;      // sampler: begin issuing
+
+// Registers the types the pipeline's messages carry, for actor systems that talk to other
+// processes (both ends must register; local actors do not need it).
+inline void register_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<msg::Bytes>("m1.bytes");
+  cfg.add_message_type<std::vector<msg::Bytes>>("m1.bytes_vector");
+}
 
 // Actor ids (non-zero, stable within a run): role prefix + index + 1.
 inline uint64_t generator_id(size_t i) { return 0x6e0000ull + i + 1; }

@@ -31,6 +31,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     std::chrono::steady_clock::time_point last_step = std::chrono::steady_clock::now();
     uint64_t checkpoint_step = 0;
     double last_eval = -1;
+    uint64_t last_eval_step = 0;
   };
   auto st = std::make_shared<State>();
   st->sender = {0x1ea000ull + 1, a.incarnation, 0};
@@ -55,8 +56,12 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                                a.logic->version(), size_t(1) << 20);
     for (auto& g : a.generators) self->send(g, weights_atom::value, parts);
   };
+  auto elapsed = [=] {  // RL wall time over every incarnation of this run
+    return a.start_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - st->t0).count();
+  };
   auto evaluate = [=]() {
     ByteTokenizer tok;
+    st->last_eval_step = a.logic->step();
     st->last_eval = evaluate_tasks(a.logic->model(), tok, c.tasks, c.min_difficulty, c.max_difficulty,
                                    c.eval_examples, c.seed, c.max_new)
                         .accuracy;
@@ -65,6 +70,15 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
   auto finish = [=]() {
     if (st->finished) return;
     st->finished = true;
+    // A stop between evaluations (Ctrl-C, run.max_seconds) still reports where the policy ended.
+    if (a.logic->step() > 0 && st->last_eval_step != a.logic->step()) {
+      const double acc = evaluate();
+      json rec = {{"step", a.logic->step()}, {"version", a.logic->version()}, {"eval_accuracy", acc},
+                  {"time_s", elapsed()}, {"final_eval", true}};
+      Status s = st->metrics.append(rec);
+      if (!s.is_ok()) log_error("learner: metrics: {}", s.message());
+      self->send(a.driver, step_atom::value, rec.dump());
+    }
     if (st->checkpoint_step != a.logic->step()) {
       Status s = checkpoint();
       if (!s.is_ok()) log_error("learner: final checkpoint failed: {}", s.message());
@@ -82,6 +96,10 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
 
   return {
       [=](train_atom) {
+        if (c.max_seconds > 0 && !st->halting && elapsed() >= c.max_seconds) {
+          log_info("run: run.max_seconds = {} reached at step {}: stopping", c.max_seconds, a.logic->step());
+          st->halting = true;
+        }
         if (st->halting || a.logic->step() >= uint64_t(c.steps)) {
           finish();
           return;
@@ -126,7 +144,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                 json rec = {{"step", step},
                             {"version", a.logic->version()},
                             {"version_trained", version_before},
-                            {"time_s", a.start_seconds + std::chrono::duration<double>(now - st->t0).count()},
+                            {"time_s", elapsed()},
                             {"step_time_s", std::chrono::duration<double>(now - st->last_step).count()},
                             {"loss", ls.loss},
                             {"objective", ls.objective},

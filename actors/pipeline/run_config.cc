@@ -18,6 +18,7 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   c.seed = uint64_t(seed);
   M1_ASSIGN_OR_RETURN(int64_t steps, t.get_int("run.steps", 50, 1, 100000000));
   M1_ASSIGN_OR_RETURN(int64_t ms, t.get_int("run.max_staleness", 1, 0, 1000));
+  M1_ASSIGN_OR_RETURN(c.max_seconds, t.get_double("run.max_seconds", 0, 0, 1e9));
   M1_ASSIGN_OR_RETURN(int64_t ck, t.get_int("run.checkpoint_every", 5, 1, 100000000));
   M1_ASSIGN_OR_RETURN(int64_t ev, t.get_int("run.eval_every", 10, 0, 100000000));
   M1_ASSIGN_OR_RETURN(int64_t evn, t.get_int("run.eval_examples", 100, 1, 1000000));
@@ -42,6 +43,13 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   if (maxd < mind) return Status::errorf("{}: key 'sampler.max_difficulty': must be >= sampler.min_difficulty", path);
   c.min_difficulty = int(mind);
   c.max_difficulty = int(maxd);
+  M1_ASSIGN_OR_RETURN(int64_t smd, t.get_int("sampler.start_max_difficulty", maxd, 1, 100));
+  if (smd < mind || smd > maxd)
+    return Status::errorf("{}: key 'sampler.start_max_difficulty': must be in [sampler.min_difficulty, "
+                          "sampler.max_difficulty] = [{}, {}]", path, mind, maxd);
+  M1_ASSIGN_OR_RETURN(int64_t ramp, t.get_int("sampler.difficulty_ramp_steps", 0, 0, 100000000));
+  c.start_max_difficulty = int(smd);
+  c.difficulty_ramp_steps = int(ramp);
   M1_ASSIGN_OR_RETURN(int64_t G, t.get_int("sampler.group_size", 8, 2, 4096));
   M1_ASSIGN_OR_RETURN(int64_t B, t.get_int("sampler.batch_groups", 8, 1, 100000));
   M1_ASSIGN_OR_RETURN(c.temperature, t.get_double("sampler.temperature", 1.0, 0, 100));
@@ -61,7 +69,7 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   M1_ASSIGN_OR_RETURN(int64_t rn, t.get_int("generator.repetition_n", 0, 0, 1 << 20));
   M1_ASSIGN_OR_RETURN(c.repetition_p, t.get_double("generator.repetition_p", 0.99, 0, 1));
   M1_ASSIGN_OR_RETURN(int64_t nj, t.get_int("judge.count", 1, 1, 1024));
-  M1_ASSIGN_OR_RETURN(int64_t jr, t.get_int("judge.retries", 2, 0, 100));
+  M1_ASSIGN_OR_RETURN(int64_t jr, t.get_int("judge.retries", 2, 0, 99));
   c.generators = int(ng);
   c.generator_batch = int(gb);
   c.repetition_n = int(rn);

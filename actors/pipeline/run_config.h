@@ -17,6 +17,8 @@ struct RunConfig {
   std::string run_dir;            // run.dir or --run-dir
   uint64_t seed = 1;              // run.seed
   int steps = 50;                 // run.steps: learner batches (= published versions) to train
+  double max_seconds = 0;         // run.max_seconds: RL wall-clock budget over all incarnations
+                                  // (0 = none); reaching it stops like Ctrl-C, after a final eval
   int max_staleness = 1;          // run.max_staleness (0 = synchronous RL)
   int checkpoint_every = 5;       // run.checkpoint_every (learner steps)
   int eval_every = 10;            // run.eval_every (learner steps; 0 = only at start and end)
@@ -29,7 +31,12 @@ struct RunConfig {
   // sampler
   std::vector<std::string> tasks = {"add"};  // sampler.tasks
   std::string prompts_jsonl;      // sampler.prompts (optional JSONL of {"prompt","answer","task"})
-  int min_difficulty = 1, max_difficulty = 2;
+  int min_difficulty = 1, max_difficulty = 2;  // sampler.{min,max}_difficulty (held-out eval: this range)
+  // Curriculum: the sampled difficulty is uniform in [min, max_at(version)], where max_at rises
+  // linearly from sampler.start_max_difficulty to max_difficulty over sampler.difficulty_ramp_steps
+  // learner versions (0 = no ramp: always max_difficulty). DifficultySchedule::linear.
+  int start_max_difficulty = 2;
+  int difficulty_ramp_steps = 0;
   int group_size = 8;             // sampler.group_size (G)
   int batch_groups = 8;           // sampler.batch_groups (groups per learner batch)
   double temperature = 1.0, top_p = 1.0;

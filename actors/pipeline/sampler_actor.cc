@@ -1,25 +1,34 @@
-// The sampler actor: issues G generation requests per prompt under the staleness rule, sends
-// every rollout to a judge (retrying failed judgements, dead-lettering after the configured
-// attempts), forms judged groups (overlong shaping, GRPO advantages, dynamic sampling), and hands
-// them to replay, counting a group as accepted only once replay acknowledges the durable write.
-//
-// Admission (RL.md staleness contract): generation batch b (B groups) may start only when the
-// learner version ≥ b − max_staleness, i.e. the sampler keeps
-//     accepted + in_flight < (learner_version − start_version + max_staleness + 1) · B
-// groups issued. max_staleness = 0 is synchronous RL. Dropped groups free their slot, so
-// sampling continues until the batch is full (oversampling).
+// The sampler actor: a thin CAF shell over DynamicSampler (actors/sampler/sampler_logic.h), which
+// owns every sampling decision — admission under the staleness rule, prompt draws, group
+// bookkeeping, overlong shaping, dynamic sampling (zero-variance drops), GRPO advantages and the
+// health counters. The actor only moves messages:
+//   issue()        → one GenerationRequest per rollout, round-robin over the generators;
+//   Rollout        → stored (its bytes go into the judged group later) and sent to a judge,
+//                    round-robin; a failed judgement (error reply, 10 s timeout, ok = false,
+//                    undecodable verdict) is re-sent up to judge_retries times (RetryPolicy,
+//                    actors/judge), then dead-lettered: on_dead_letter();
+//   Verdict        → on_judged(); an accepted group is encoded as a JudgedGroup and sent to
+//                    replay; replay's answer goes to on_persisted(): the group counts as accepted
+//                    only once replay acknowledges its durable write (acked != 0), and until then
+//                    it holds an in-flight slot; a failure frees the slot for a replacement;
+//   StepReport     → set_learner_version();
+//   stats          → a JSON object of health metrics since the previous query.
+// Transport state kept here (not policy): each open group's prompt message fields and the
+// Rollout bytes by index; the judge-retry state; the metrics window.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
+#include "actors/judge/judge_logic.h"
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
-#include "actors/sampler/prompt_source.h"
-#include "actors/sampler/shaping.h"
+#include "actors/sampler/sampler_logic.h"
 #include "base/log.h"
 #include "model/tokenizer.h"
 
@@ -29,285 +38,398 @@ using json = nlohmann::json;
 
 namespace {
 
-struct Group {
+constexpr int64_t kJudgeTimeoutMs = 10000;
+constexpr int64_t kReplayTimeoutMs = 60000;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t unix_ms() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+// The message fields of one group the sampler tracks (or that awaits its judged-group encoding).
+struct GroupWire {
   wire::PromptInfo info;
-  std::vector<msg::Bytes> rollouts;        // Rollout messages, by index (empty until received)
-  std::vector<float> reward, format;
-  std::vector<std::string> reason;
-  std::vector<uint64_t> judge;
-  std::vector<int> attempts;
-  int judged = 0;
-  bool dead = false;
+  std::vector<uint64_t> request_ids;  // by index: the issued request ids (retry keys)
+  std::vector<msg::Bytes> rollouts;   // by index: Rollout messages, empty until received
 };
 
-struct Window {  // health metrics since the last stats query
-  uint64_t groups_done = 0, dropped_zero_var = 0, dead_lettered = 0, wasted_tokens = 0, tokens = 0;
+// Per-response health metrics since the last stats query, over the groups the sampler completed
+// (accepted or dropped for zero variance); group counts come from the sampler's counters.
+struct Window {
   uint64_t rollouts = 0;
+  double reward_sum = 0, reward_sq = 0;  // of the judges' rewards (no overlong penalty)
   std::map<std::string, uint64_t> finish;
   std::map<std::string, std::pair<double, uint64_t>> reward_by_task;  // sum, count
   std::vector<int64_t> lengths;
-  double reward_sum = 0, reward_sq = 0;
+
+  void add(const CompletedGroup& g) {
+    for (const ScoredRollout& s : g.rollouts) {
+      const double r = s.judged.reward;
+      ++rollouts;
+      reward_sum += r;
+      reward_sq += r * r;
+      finish[s.judged.finish]++;
+      lengths.push_back(s.judged.tokens);
+      auto& t = reward_by_task[g.prompt.task];
+      t.first += r;
+      t.second++;
+    }
+  }
 };
 
-}  // namespace
-
-caf::behavior sampler_actor(caf::event_based_actor* self, SamplerArgs a) {
-  struct State {
-    Curriculum curriculum;
-    Rng rng{1};
-    ByteTokenizer tok;
-    wire::Sender sender;
-    uint64_t learner_version = 0, start_version = 0;
-    uint64_t accepted = 0, awaiting_ack = 0, next_group = 1, next_request = 1;
-    std::unordered_map<uint64_t, Group> groups;
-    size_t rr_gen = 0, rr_judge = 0;
-    Window w;
-    uint64_t total_dropped = 0, total_groups = 0, total_wasted = 0;
-  };
-  auto st = std::make_shared<State>();
-  const RunConfig& c = a.cfg;
-  st->rng.reseed(c.seed * 1000003ull + a.incarnation);
-  st->sender = {0x5a0000ull + 1, a.incarnation, 0};
-  st->learner_version = st->start_version = a.start_version;
+Curriculum make_curriculum(const RunConfig& c) {
+  Curriculum cur;
+  // ramp_steps = 0 means always max_difficulty (start_max is then irrelevant).
+  const DifficultySchedule sched = DifficultySchedule::linear(
+      c.min_difficulty, c.difficulty_ramp_steps > 0 ? c.start_max_difficulty : c.max_difficulty,
+      c.max_difficulty, c.difficulty_ramp_steps);
   for (const std::string& t : c.tasks) {
-    auto src = BuiltinPromptSource::create(t, DifficultySchedule{c.min_difficulty, c.max_difficulty,
-                                                                  c.max_difficulty, 0});
+    auto src = BuiltinPromptSource::create(t, sched);
     if (!src.is_ok()) {
       log_error("sampler: {}", src.status().message());
       continue;
     }
-    (void)st->curriculum.add(std::move(src.value()), WeightSchedule::constant(1.0));
+    Status s = cur.add(std::move(src).value(), WeightSchedule::constant(1.0));
+    if (!s.is_ok()) log_error("sampler: {}", s.message());
   }
   if (!c.prompts_jsonl.empty()) {
     auto src = JsonlPromptSource::load(c.prompts_jsonl);
-    if (src.is_ok())
-      (void)st->curriculum.add(std::move(src.value()), WeightSchedule::constant(1.0));
-    else
+    if (!src.is_ok()) {
       log_error("sampler: {}", src.status().message());
+    } else {
+      Status s = cur.add(std::move(src).value(), WeightSchedule::constant(1.0));
+      if (!s.is_ok()) log_error("sampler: {}", s.message());
+    }
   }
+  return cur;
+}
+
+SamplerOptions make_options(const RunConfig& c, uint64_t incarnation, uint64_t start_version) {
+  SamplerOptions o;
+  o.group_size = uint32_t(c.group_size);
+  o.batch_groups = uint32_t(c.batch_groups);
+  o.max_staleness = uint64_t(c.max_staleness);
+  o.advantage.divide_by_std = c.std_normalize;
+  o.overlong.enabled = c.overlong_cache > 0;  // L_max = the group's max_new
+  o.overlong.l_cache = c.overlong_cache;
+  o.seed = c.seed * 1000003ull + incarnation;
   // ids: incarnation in the high bits, so ids never repeat across restarts
-  st->next_group = (a.incarnation << 40) + 1;
-  st->next_request = (a.incarnation << 40) + 1;
+  o.first_group_id = (incarnation << 40) + 1;
+  o.first_request_id = (incarnation << 40) + 1;
+  o.start_learner_version = start_version;
+  o.accepted_before = 0;  // groups pending in replay from earlier incarnations are not counted
+  o.await_persistence = true;
+  return o;
+}
 
-  auto pump = std::make_shared<std::function<void()>>();
-  auto judge_one = std::make_shared<std::function<void(uint64_t, uint32_t)>>();
-  auto finalize = std::make_shared<std::function<void(uint64_t)>>();
+class SamplerShell : public std::enable_shared_from_this<SamplerShell> {
+ public:
+  SamplerShell(caf::event_based_actor* self, SamplerArgs a)
+      : self_(self),
+        a_(std::move(a)),
+        sender_{0x5a0000ull + 1, a_.incarnation, 0},
+        // JudgeRequest.attempt must stay < 100: at most RetryPolicy::kMaxRetries = 99 retries.
+        retry_(uint32_t(std::clamp<int>(a_.cfg.judge_retries, 0, int(RetryPolicy::kMaxRetries))),
+               kJudgeTimeoutMs) {
+    const RunConfig& c = a_.cfg;
+    auto s = DynamicSampler::create(make_options(c, a_.incarnation, a_.start_version),
+                                    make_curriculum(c), LengthWindows::fixed(c.max_new));
+    if (s.is_ok())
+      logic_.emplace(std::move(s).value());
+    else
+      log_error("sampler: {}", s.status().message());
+  }
 
-  *pump = [=] {
-    const uint64_t target = (st->learner_version - st->start_version + uint64_t(c.max_staleness) + 1) *
-                            uint64_t(c.batch_groups);
-    while (st->accepted + st->awaiting_ack + st->groups.size() < target && st->curriculum.size() > 0) {
-      auto sp = st->curriculum.next(st->rng, int64_t(st->learner_version));
-      if (!sp.is_ok()) {
-        log_error("sampler: {}", sp.status().message());
-        return;
-      }
-      Group g;
-      g.info.prompt_id = sp->prompt_id;
-      g.info.group_id = st->next_group++;
-      g.info.task = sp->task;
-      g.info.dataset = sp->dataset;
-      g.info.prompt = sp->text;
-      g.info.reference = sp->reference;
-      g.info.group_size = c.group_size;
-      g.info.prompt_tokens = {st->tok.bos_id()};
-      auto enc = st->tok.encode(sp->text);
-      g.info.prompt_tokens.insert(g.info.prompt_tokens.end(), enc.begin(), enc.end());
-      const size_t G = size_t(c.group_size);
-      g.rollouts.resize(G);
-      g.reward.assign(G, 0.f);
-      g.format.assign(G, 0.f);
-      g.reason.assign(G, "");
-      g.judge.assign(G, 0);
-      g.attempts.assign(G, 0);
-      for (uint32_t i = 0; i < G; ++i) {
-        const uint64_t rid = st->next_request++;
-        const size_t gi = st->rr_gen++ % a.generators.size();
-        msg::Bytes rq = wire::generation_request(st->sender, g.info, rid, i, c.max_new, float(c.temperature),
-                                                 float(c.top_p), st->rng.next_u64(),
-                                                 st->learner_version > uint64_t(c.max_staleness)
-                                                     ? st->learner_version - uint64_t(c.max_staleness)
-                                                     : 0,
-                                                 generator_id(gi));
-        self->send(a.generators[gi], gen_atom::value, rq);
-      }
-      st->groups.emplace(g.info.group_id, std::move(g));
-    }
-  };
-
-  *judge_one = [=](uint64_t group_id, uint32_t index) {
-    auto it = st->groups.find(group_id);
-    if (it == st->groups.end()) return;
-    Group& g = it->second;
-    const msg::RolloutData* d = msg::decode<msg::Rollout>(g.rollouts[index]).value()->data();
-    msg::Bytes jr = wire::judge_request(st->sender, *d, g.info.reference, uint32_t(g.attempts[index]));
-    caf::actor judge = a.judges[st->rr_judge++ % a.judges.size()];
-    auto on_fail = [=](const std::string& why) {
-      auto it2 = st->groups.find(group_id);
-      if (it2 == st->groups.end()) return;
-      Group& g2 = it2->second;
-      if (++g2.attempts[index] <= c.judge_retries) {
-        (*judge_one)(group_id, index);
-        return;
-      }
-      // dead letter: the rollout cannot be judged; its group is dropped with the reason
-      log_warn("sampler: rollout {} of group {} dead-lettered: {}", index, group_id, why);
-      st->w.dead_lettered++;
-      g2.dead = true;
-      g2.reason[index] = "dead-lettered: " + why;
-      g2.judged++;
-      if (g2.judged == int(g2.rollouts.size())) (*finalize)(group_id);
-    };
-    self->request(judge, std::chrono::seconds(10), judge_atom::value, jr)
-        .then(
-            [=](const msg::Bytes& vb) {
-              auto v = msg::decode<msg::Verdict>(vb);
-              if (!v.is_ok()) {
-                if (!vb.empty()) a.rejects->sampler++;
-                on_fail(v.status().message());
-                return;
-              }
-              if (!v.value()->ok()) {
-                on_fail(v.value()->reason() ? v.value()->reason()->str() : "judge failed");
-                return;
-              }
-              auto it2 = st->groups.find(group_id);
-              if (it2 == st->groups.end()) return;
-              Group& g2 = it2->second;
-              g2.reward[index] = v.value()->reward();
-              g2.format[index] = v.value()->format_reward();
-              g2.reason[index] = v.value()->reason() ? v.value()->reason()->str() : "";
-              g2.judge[index] = v.value()->judge_id();
-              g2.judged++;
-              if (g2.judged == int(g2.rollouts.size())) (*finalize)(group_id);
-            },
-            [=](caf::error& e) { on_fail("judge error: " + to_string(e)); });
-  };
-
-  *finalize = [=](uint64_t group_id) {
-    auto it = st->groups.find(group_id);
-    Group g = std::move(it->second);
-    st->groups.erase(it);
-    uint64_t tokens = 0;
-    std::vector<double> R;
-    for (size_t i = 0; i < g.rollouts.size(); ++i) {
-      const msg::RolloutData* d = msg::decode<msg::Rollout>(g.rollouts[i]).value()->data();
-      const int64_t n = d->tokens() ? int64_t(d->tokens()->size()) : 0;
-      tokens += uint64_t(n);
-      double r = g.reward[i];
-      if (c.overlong_cache > 0) r += overlong_penalty(n, c.max_new, c.overlong_cache);
-      R.push_back(r);
-      st->w.finish[wire::finish_name(d->finish())]++;
-      st->w.lengths.push_back(n);
-      st->w.rollouts++;
-      st->w.reward_sum += g.reward[i];
-      st->w.reward_sq += double(g.reward[i]) * g.reward[i];
-      auto& rt = st->w.reward_by_task[g.info.task];
-      rt.first += g.reward[i];
-      rt.second++;
-    }
-    st->w.tokens += tokens;
-    st->w.groups_done++;
-    st->total_groups++;
-    if (g.dead || zero_variance(R)) {  // dynamic sampling: no signal, drop and count
-      if (!g.dead) st->w.dropped_zero_var++;
-      st->w.wasted_tokens += tokens;
-      st->total_dropped++;
-      st->total_wasted += tokens;
-      (*pump)();
+  // Opens every group admission allows and sends its generation requests.
+  void pump() {
+    if (!logic_ || stopped_) return;
+    Result<std::vector<IssuedGroup>> issued = logic_->issue();
+    if (!issued.is_ok()) {
+      log_error("sampler: {}", issued.status().message());
       return;
     }
-    AdvantageOptions ao;
-    ao.divide_by_std = c.std_normalize;
-    GroupStats gs;
-    std::vector<double> adv = grpo_advantages(R, ao, &gs);
-    std::vector<wire::JudgedRollout> jr;
-    for (size_t i = 0; i < g.rollouts.size(); ++i)
-      jr.push_back({msg::decode<msg::Rollout>(g.rollouts[i]).value()->data(), float(R[i]), g.format[i],
-                    float(adv[i]), g.reason[i], g.judge[i]});
-    msg::Bytes gb = wire::judged_group(st->sender, g.info, jr, float(gs.mean), float(gs.std),
-                                       uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                    std::chrono::system_clock::now().time_since_epoch())
-                                                    .count()));
-    st->awaiting_ack++;
-    self->request(a.replay, std::chrono::seconds(60), group_atom::value, gb)
-        .then(
-            [=](uint64_t acked) {
-              st->awaiting_ack--;
-              if (acked != 0) {
-                st->accepted++;
-                if (a.events) (void)a.events->append("ack " + std::to_string(acked));
-              }
-              (*pump)();
-            },
-            [=](caf::error& e) {
-              st->awaiting_ack--;
-              log_error("sampler: replay did not acknowledge group {}: {}", group_id, to_string(e));
-              (*pump)();
-            });
-  };
+    for (const IssuedGroup& g : issued.value()) send_group(g);
+  }
 
-  // pump, judge_one and finalize refer to each other (and hold actor handles): break the cycle
+  void on_rollout(const msg::Bytes& b) {
+    auto r = msg::decode<msg::Rollout>(b);
+    if (!r.is_ok()) {
+      a_.rejects->sampler++;
+      log_warn("sampler: rejected a rollout: {}", r.status().message());
+      return;
+    }
+    const msg::RolloutData* d = r.value()->data();
+    auto it = wire_.find(d->group_id());
+    if (it == wire_.end() || d->index() >= it->second.rollouts.size() ||
+        !it->second.rollouts[d->index()].empty()) {
+      a_.rejects->sampler++;  // unknown group, bad index or a duplicate
+      return;
+    }
+    it->second.rollouts[d->index()] = b;
+    const uint32_t attempt = retry_.start(it->second.request_ids[d->index()], steady_ms());
+    judge(d->group_id(), d->index(), attempt);
+  }
+
+  void on_step(const msg::Bytes& b) {
+    auto r = msg::decode<msg::StepReport>(b);
+    if (!r.is_ok()) {
+      a_.rejects->sampler++;
+      return;
+    }
+    if (logic_) logic_->set_learner_version(r.value()->version());
+    pump();
+  }
+
+  std::string stats();
+
+  // Drops every actor handle and all transport state (the sampler terminated).
+  void shutdown() {
+    stopped_ = true;
+    a_.generators.clear();
+    a_.judges.clear();
+    a_.replay = nullptr;
+    a_.events.reset();
+    wire_.clear();
+  }
+
+ private:
+  void send_group(const IssuedGroup& g);
+  void judge(uint64_t group_id, uint32_t index, uint32_t attempt);
+  void on_verdict(uint64_t group_id, uint32_t index, uint32_t attempt, const msg::Bytes& vb);
+  void judge_failed(uint64_t group_id, uint32_t index, uint32_t attempt, const std::string& why);
+  void apply(uint64_t group_id, const GroupUpdate& u);
+  void persist(const CompletedGroup& g, const GroupWire& w);
+  void persisted(uint64_t group_id, uint64_t acked);
+  // The verified RolloutData of a stored rollout. REQUIRES: w.rollouts[index] non-empty.
+  static const msg::RolloutData* rollout_data(const GroupWire& w, uint32_t index) {
+    return msg::decode<msg::Rollout>(w.rollouts[index]).value()->data();
+  }
+
+  caf::event_based_actor* self_;
+  SamplerArgs a_;
+  wire::Sender sender_;
+  ByteTokenizer tok_;
+  std::optional<DynamicSampler> logic_;
+  RetryPolicy retry_;
+  std::unordered_map<uint64_t, GroupWire> wire_;  // by group id
+  size_t rr_gen_ = 0, rr_judge_ = 0;
+  bool stopped_ = false;
+  // Metrics: the window, and the cumulative values at the previous stats query.
+  Window w_;
+  SamplerCounters prev_;
+  uint64_t prev_persist_failures_ = 0, prev_dead_letters_ = 0;
+};
+
+void SamplerShell::send_group(const IssuedGroup& g) {
+  const RunConfig& c = a_.cfg;
+  GroupWire w;
+  w.info.prompt_id = g.prompt.prompt_id;
+  w.info.group_id = g.group_id;
+  w.info.task = g.prompt.task;
+  w.info.dataset = g.prompt.dataset;
+  w.info.prompt = g.prompt.text;
+  w.info.reference = g.prompt.reference;
+  w.info.group_size = c.group_size;
+  w.info.prompt_tokens = {tok_.bos_id()};
+  const std::vector<int> enc = tok_.encode(g.prompt.text);
+  w.info.prompt_tokens.insert(w.info.prompt_tokens.end(), enc.begin(), enc.end());
+  w.rollouts.resize(g.rollouts.size());
+  const uint64_t staleness = uint64_t(c.max_staleness);
+  const uint64_t min_version = g.issue_version > staleness ? g.issue_version - staleness : 0;
+  for (const IssuedRollout& r : g.rollouts) {
+    w.request_ids.push_back(r.request_id);
+    const size_t gi = rr_gen_++ % a_.generators.size();
+    msg::Bytes rq = wire::generation_request(sender_, w.info, r.request_id, r.index, int(g.max_new),
+                                             float(c.temperature), float(c.top_p), r.seed,
+                                             min_version, generator_id(gi));
+    self_->send(a_.generators[gi], gen_atom::value, rq);
+  }
+  wire_.emplace(g.group_id, std::move(w));
+}
+
+void SamplerShell::judge(uint64_t group_id, uint32_t index, uint32_t attempt) {
+  auto it = wire_.find(group_id);
+  if (it == wire_.end() || stopped_) return;
+  msg::Bytes jr = wire::judge_request(sender_, *rollout_data(it->second, index),
+                                      it->second.info.reference, attempt);
+  caf::actor judge = a_.judges[rr_judge_++ % a_.judges.size()];
+  auto st = shared_from_this();
+  self_->request(judge, std::chrono::milliseconds(kJudgeTimeoutMs), judge_atom::value, jr)
+      .then([st, group_id, index, attempt](
+                const msg::Bytes& vb) { st->on_verdict(group_id, index, attempt, vb); },
+            [st, group_id, index, attempt](caf::error& e) {
+              st->judge_failed(group_id, index, attempt, "judge error: " + to_string(e));
+            });
+}
+
+void SamplerShell::on_verdict(uint64_t group_id, uint32_t index, uint32_t attempt,
+                              const msg::Bytes& vb) {
+  auto v = msg::decode<msg::Verdict>(vb);
+  if (!v.is_ok()) {
+    if (!vb.empty()) a_.rejects->sampler++;
+    judge_failed(group_id, index, attempt, v.status().message());
+    return;
+  }
+  if (!v.value()->ok()) {
+    judge_failed(group_id, index, attempt,
+                 v.value()->reason() ? v.value()->reason()->str() : "judge failed");
+    return;
+  }
+  auto it = wire_.find(group_id);
+  if (it == wire_.end() || !logic_) return;
+  const uint64_t request_id = it->second.request_ids[index];
+  if (!retry_.tracking(request_id)) return;  // a late duplicate
+  const msg::RolloutData* d = rollout_data(it->second, index);
+  JudgedRollout j;
+  j.index = index;
+  j.rollout_id = d->rollout_id();
+  j.reward = v.value()->reward();
+  j.format_reward = v.value()->format_reward();
+  j.tokens = d->tokens() ? int64_t(d->tokens()->size()) : 0;
+  j.reason = v.value()->reason() ? v.value()->reason()->str() : "";
+  j.judge_id = v.value()->judge_id();
+  j.finish = wire::finish_name(d->finish());
+  Result<GroupUpdate> u = logic_->on_judged(group_id, j);
+  if (!u.is_ok()) {  // a verdict the sampler cannot use counts as a failed judgement
+    judge_failed(group_id, index, attempt, u.status().message());
+    return;
+  }
+  retry_.succeeded(request_id);
+  apply(group_id, u.value());
+}
+
+void SamplerShell::judge_failed(uint64_t group_id, uint32_t index, uint32_t attempt,
+                                const std::string& why) {
+  auto it = wire_.find(group_id);
+  if (it == wire_.end() || !logic_) return;
+  const RetryDecision d =
+      retry_.failed(it->second.request_ids[index], attempt, why, steady_ms());
+  if (d.action == RetryAction::kRetry) {
+    judge(group_id, index, d.attempt);
+  } else if (d.action == RetryAction::kDeadLetter) {
+    const msg::RolloutData* r = rollout_data(it->second, index);
+    const int64_t tokens = r->tokens() ? int64_t(r->tokens()->size()) : 0;
+    Result<GroupUpdate> u = logic_->on_dead_letter(group_id, index, tokens, d.reason);
+    if (!u.is_ok()) {
+      log_error("sampler: {}", u.status().message());
+      return;
+    }
+    log_warn("sampler: rollout {} of group {} dead-lettered: {}", index, group_id, d.reason);
+    apply(group_id, u.value());
+  }
+}
+
+void SamplerShell::apply(uint64_t group_id, const GroupUpdate& u) {
+  auto it = wire_.find(group_id);
+  switch (u.fate) {
+    case GroupFate::kAccepted:
+      w_.add(*u.group);
+      if (it != wire_.end()) persist(*u.group, it->second);
+      break;
+    case GroupFate::kDroppedZeroVariance:
+      w_.add(*u.group);
+      break;
+    case GroupFate::kDroppedDeadLetter:  // logged by judge_failed
+    case GroupFate::kPending:
+    case GroupFate::kIgnored:
+      break;
+  }
+  // The rollout bytes are kept while the sampler still expects verdicts for the group
+  // (stragglers of a dropped group are judged and counted as wasted).
+  if (it != wire_.end() && !logic_->tracking(group_id)) wire_.erase(it);
+  pump();
+}
+
+void SamplerShell::persist(const CompletedGroup& g, const GroupWire& w) {
+  std::vector<wire::JudgedRollout> jr;
+  for (const ScoredRollout& s : g.rollouts)
+    jr.push_back({rollout_data(w, s.judged.index), float(s.reward), float(s.judged.format_reward),
+                  float(s.advantage), s.judged.reason, s.judged.judge_id});
+  msg::Bytes gb =
+      wire::judged_group(sender_, w.info, jr, float(g.stats.mean), float(g.stats.std), unix_ms());
+  auto st = shared_from_this();
+  const uint64_t group_id = g.group_id;
+  self_->request(a_.replay, std::chrono::milliseconds(kReplayTimeoutMs), group_atom::value, gb)
+      .then([st, group_id](uint64_t acked) { st->persisted(group_id, acked); },
+            [st, group_id](caf::error& e) {
+              log_error("sampler: replay did not acknowledge group {}: {}", group_id,
+                        to_string(e));
+              st->persisted(group_id, 0);
+            });
+}
+
+void SamplerShell::persisted(uint64_t group_id, uint64_t acked) {
+  if (!logic_) return;
+  Status s = logic_->on_persisted(group_id, acked != 0);
+  if (!s.is_ok()) log_error("sampler: {}", s.message());
+  if (acked != 0 && a_.events) (void)a_.events->append("ack " + std::to_string(acked));
+  pump();
+}
+
+std::string SamplerShell::stats() {
+  const SamplerCounters now = logic_ ? logic_->counters() : SamplerCounters{};
+  const uint64_t persist_failures = logic_ ? logic_->persist_failures() : 0;
+  const SamplerCounters& p = prev_;
+  const uint64_t accepted = now.groups_accepted - p.groups_accepted;
+  const uint64_t zero_var = now.groups_dropped_zero_variance - p.groups_dropped_zero_variance;
+  const uint64_t dead_groups = now.groups_dropped_dead_letter - p.groups_dropped_dead_letter;
+  const uint64_t groups = accepted + zero_var + dead_groups + (persist_failures - prev_persist_failures_);
+  const uint64_t wasted = now.tokens_wasted() - p.tokens_wasted();
+  const uint64_t tokens = now.tokens_generated - p.tokens_generated;
+
+  json j;
+  const Window& w = w_;
+  const double n = double(std::max<uint64_t>(w.rollouts, 1));
+  j["reward_mean"] = w.rollouts ? w.reward_sum / n : 0.0;
+  j["reward_std"] =
+      w.rollouts ? std::sqrt(std::max(0.0, w.reward_sq / n - std::pow(w.reward_sum / n, 2))) : 0.0;
+  double lsum = 0;
+  for (int64_t l : w.lengths) lsum += double(l);
+  j["length_mean"] = w.lengths.empty() ? 0.0 : lsum / double(w.lengths.size());
+  j["length_p99"] = w.lengths.empty() ? 0 : nearest_rank_percentile(w.lengths, 0.99);
+  j["finish_reasons"] = w.finish;
+  json bt = json::object();
+  for (const auto& [t, v] : w.reward_by_task) bt[t] = v.first / double(std::max<uint64_t>(v.second, 1));
+  j["reward_by_task"] = bt;
+  j["groups"] = groups;
+  j["dropped_zero_variance"] = zero_var;
+  j["dead_lettered"] = retry_.dead_letters() - prev_dead_letters_;  // rollouts, not groups
+  j["dropped_fraction"] = groups ? double(zero_var + dead_groups) / double(groups) : 0.0;
+  j["wasted_tokens"] = wasted;
+  j["wasted_fraction"] = tokens ? double(wasted) / double(tokens) : 0.0;
+  j["accepted_total"] = logic_ ? logic_->accepted() : 0;
+  j["in_flight"] = logic_ ? logic_->in_flight() : 0;
+  j["dropped_total"] = now.groups_dropped();
+
+  prev_ = now;
+  prev_persist_failures_ = persist_failures;
+  prev_dead_letters_ = retry_.dead_letters();
+  w_ = Window();
+  return j.dump();
+}
+
+}  // namespace
+
+caf::behavior sampler_actor(caf::event_based_actor* self, SamplerArgs a) {
+  auto st = std::make_shared<SamplerShell>(self, std::move(a));
+  // The shell holds handles of actors that (through the generators) hold this one: drop them
   // when the sampler terminates so every actor can be destroyed.
-  self->attach_functor([=] {
-    *pump = nullptr;
-    *judge_one = nullptr;
-    *finalize = nullptr;
+  std::weak_ptr<SamplerShell> weak = st;
+  self->attach_functor([weak] {
+    if (auto s = weak.lock()) s->shutdown();
   });
   return {
-      [=](start_atom) { (*pump)(); },
-      [=](rollout_atom, const msg::Bytes& b) {
-        auto r = msg::decode<msg::Rollout>(b);
-        if (!r.is_ok()) {
-          a.rejects->sampler++;
-          log_warn("sampler: rejected a rollout: {}", r.status().message());
-          return;
-        }
-        const msg::RolloutData* d = r.value()->data();
-        auto it = st->groups.find(d->group_id());
-        if (it == st->groups.end() || d->index() >= it->second.rollouts.size() ||
-            !it->second.rollouts[d->index()].empty()) {
-          a.rejects->sampler++;  // unknown group, bad index or a duplicate
-          return;
-        }
-        it->second.rollouts[d->index()] = b;
-        (*judge_one)(d->group_id(), d->index());
-      },
-      [=](step_atom, const msg::Bytes& b) {
-        auto r = msg::decode<msg::StepReport>(b);
-        if (!r.is_ok()) {
-          a.rejects->sampler++;
-          return;
-        }
-        st->learner_version = std::max(st->learner_version, r.value()->version());
-        (*pump)();
-      },
-      [=](stats_atom) -> std::string {
-        Window& w = st->w;
-        json j;
-        const double n = double(std::max<uint64_t>(w.rollouts, 1));
-        j["reward_mean"] = w.rollouts ? w.reward_sum / n : 0.0;
-        j["reward_std"] = w.rollouts ? std::sqrt(std::max(0.0, w.reward_sq / n - std::pow(w.reward_sum / n, 2))) : 0.0;
-        double lsum = 0;
-        for (auto l : w.lengths) lsum += double(l);
-        j["length_mean"] = w.lengths.empty() ? 0.0 : lsum / double(w.lengths.size());
-        j["length_p99"] = w.lengths.empty() ? 0 : nearest_rank_percentile(w.lengths, 0.99);
-        j["finish_reasons"] = w.finish;
-        json bt = json::object();
-        for (auto& [t, v] : w.reward_by_task) bt[t] = v.first / double(std::max<uint64_t>(v.second, 1));
-        j["reward_by_task"] = bt;
-        j["groups"] = w.groups_done;
-        j["dropped_zero_variance"] = w.dropped_zero_var;
-        j["dead_lettered"] = w.dead_lettered;
-        j["dropped_fraction"] = w.groups_done ? double(w.dropped_zero_var + w.dead_lettered) / w.groups_done : 0.0;
-        j["wasted_tokens"] = w.wasted_tokens;
-        j["wasted_fraction"] = w.tokens ? double(w.wasted_tokens) / double(w.tokens) : 0.0;
-        j["accepted_total"] = st->accepted;
-        j["in_flight"] = st->groups.size() + st->awaiting_ack;
-        j["dropped_total"] = st->total_dropped;
-        st->w = Window();
-        return j.dump();
-      },
+      [st](start_atom) { st->pump(); },
+      [st](rollout_atom, const msg::Bytes& b) { st->on_rollout(b); },
+      [st](step_atom, const msg::Bytes& b) { st->on_step(b); },
+      [st](stats_atom) -> std::string { return st->stats(); },
   };
 }
 

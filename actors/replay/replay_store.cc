@@ -1,7 +1,11 @@
 // ReplayStore over RocksDB (contracts in replay_store.h, formats in replay_format.h).
 #include "actors/replay/replay_store.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <filesystem>
@@ -24,6 +28,25 @@ using replay::hex;
 using replay::u64_key;
 
 namespace {
+
+// A read-only reader keeps RocksDB's secondary-instance files in TMP/m1rl-replay-ro-PID-XXXXXX and
+// removes them when closed. A reader that was killed cannot: the next reader removes every such
+// directory whose PID is no longer alive (kill(pid, 0) fails with ESRCH).
+void sweep_dead_secondary_dirs(const std::string& parent) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::string prefix = "m1rl-replay-ro-";
+    if (name.rfind(prefix, 0) != 0) continue;
+    char* rest = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &rest, 10);
+    if (pid <= 0 || !rest || *rest != '-') continue;  // not ours (or the old unnumbered form)
+    if (::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    std::error_code rm;
+    std::filesystem::remove_all(it->path(), rm);
+  }
+}
+
 
 constexpr const char* kCountPrefix = "count/";
 constexpr const char* kReasonPrefix = "reason/";
@@ -144,7 +167,9 @@ Result<std::unique_ptr<ReplayStore>> ReplayStore::open(const std::string& dir, c
     if (s->opts_.secondary_dir.empty()) {
       std::error_code ec;
       const std::string tmp = std::filesystem::temp_directory_path(ec).string();
-      std::string tmpl = path_join(ec || tmp.empty() ? "/tmp" : tmp, "m1rl-replay-ro-XXXXXX");
+      const std::string parent = ec || tmp.empty() ? "/tmp" : tmp;
+      sweep_dead_secondary_dirs(parent);
+      std::string tmpl = path_join(parent, "m1rl-replay-ro-" + std::to_string(::getpid()) + "-XXXXXX");
       if (!mkdtemp(tmpl.data())) return Status::errorf("replay {}: cannot create the temp dir {}", dir, tmpl);
       s->opts_.secondary_dir = tmpl;
       s->owns_secondary_dir_ = true;

@@ -163,10 +163,10 @@ GroupUpdate DynamicSampler::complete(Group& g) {
     task_rewards_.add(c.prompt.task, s.reward);
     c.rollouts.push_back(std::move(s));
   }
-  --in_flight_;
   u.window_advanced = windows_.observe(c.max_new, lengths);
   if (u.window_advanced) ++counters_.windows_advanced;
   if (zero_variance(rewards)) {
+    --in_flight_;
     c.stats = group_stats(rewards);
     ++counters_.groups_dropped_zero_variance;
     counters_.tokens_wasted_zero_variance += tokens;
@@ -175,8 +175,13 @@ GroupUpdate DynamicSampler::complete(Group& g) {
   } else {
     const std::vector<double> adv = grpo_advantages(rewards, options_.advantage, &c.stats);
     for (size_t i = 0; i < adv.size(); ++i) c.rollouts[i].advantage = adv[i];
-    ++accepted_;
-    ++counters_.groups_accepted;
+    if (options_.await_persistence) {
+      awaiting_persistence_.insert(c.group_id);  // stays in flight until on_persisted
+    } else {
+      --in_flight_;
+      ++accepted_;
+      ++counters_.groups_accepted;
+    }
     u.fate = GroupFate::kAccepted;
   }
   u.group = std::move(c);
@@ -224,6 +229,19 @@ Result<GroupUpdate> DynamicSampler::on_dead_letter(uint64_t group_id, uint32_t i
   }
   if (g.resolved_count == options_.group_size) groups_.erase(it);
   return u;
+}
+
+Status DynamicSampler::on_persisted(uint64_t group_id, bool ok) {
+  if (awaiting_persistence_.erase(group_id) == 0)
+    return Status::errorf("sampler: group {} is not awaiting persistence", group_id);
+  --in_flight_;
+  if (ok) {
+    ++accepted_;
+    ++counters_.groups_accepted;
+  } else {
+    ++persist_failures_;
+  }
+  return Status::ok();
 }
 
 }  // namespace m1

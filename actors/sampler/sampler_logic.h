@@ -11,6 +11,9 @@
 //                    whose R are all equal is dropped (dynamic sampling) and its tokens counted as
 //                    wasted; otherwise A_i = GRPO advantage of R_i and the group is accepted (the
 //                    actor sends it to replay);
+//   on_persisted()   (options.await_persistence only) replay's answer for an accepted group: ok
+//                    counts it as accepted; a failure frees its slot, so issue() opens a
+//                    replacement. Until then the group occupies an in-flight slot;
 //   on_dead_letter() a rollout whose judging (or generation) was given up: its group is dropped
 //                    at once with the reason and counted, with every token it generated (also
 //                    those of rollouts recorded later) counted as wasted.
@@ -21,7 +24,9 @@
 // sampler's start), a new group is issued iff
 //     accepted · oversample + in_flight < quota · oversample,
 // where accepted counts groups accepted by this sampler plus options.accepted_before, and
-// in_flight the groups issued and neither completed nor dropped. With oversample = 1 accepted + in_flight never
+// in_flight the groups issued and neither completed nor dropped (with options.await_persistence:
+// plus the accepted groups whose durable write replay has not yet acknowledged; a group counts as
+// accepted only once on_persisted(id, true) says so). With oversample = 1 accepted + in_flight never
 // exceeds the quota, and every dropped group frees a slot that is refilled by the next issue():
 // the sampler keeps issuing prompts until enough non-degenerate groups fill the admitted batches.
 // oversample > 1 keeps more groups in flight, expecting drops (a group beyond the last admitted
@@ -29,7 +34,10 @@
 //
 // Verdicts and dead letters for unknown groups, or for an index already recorded, are ignored
 // and counted (duplicates after retries, late replies after a drop); an index ≥ G, a non-finite
-// reward or a negative length is bad input: an error Status, nothing recorded.
+// reward or a negative length is bad input: an error Status, nothing recorded. on_persisted for a
+// group that is not awaiting persistence is an error Status, nothing changed.
+// Counting identity: groups_issued = groups_accepted + groups_dropped() + in_flight() +
+// persist_failures() (groups_accepted excludes options.accepted_before).
 // Determinism: every draw (prompts, per-rollout sampling seeds) comes from one Rng seeded by
 // options.seed, so the same calls in the same order give the same groups.
 // Thread safety: none (one owner, the sampler actor).
@@ -39,6 +47,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,6 +75,9 @@ struct SamplerOptions {
   // still pending in replay); they count against the quota.
   uint64_t accepted_before = 0;
   size_t length_history = 4096;   // responses kept for the mean/p99 length metrics
+  // false: a group is accepted when it completes with signal (kAccepted). true: it is accepted
+  // only when on_persisted(id, true) confirms its durable write; until then it is in flight.
+  bool await_persistence = false;
   Status validate() const;
 };
 
@@ -91,6 +103,9 @@ struct JudgedRollout {
   double format_reward = 0;
   int64_t tokens = 0;         // response length, ≥ 0
   std::string reason;         // the judge's reason
+  // Passed through to CompletedGroup; the sampler's logic does not read them.
+  uint64_t judge_id = 0;      // the judge that gave the verdict (0 = unknown)
+  std::string finish;         // the generator's finish reason ("eos", "length", …; "" = unknown)
 };
 
 struct ScoredRollout {
@@ -111,7 +126,8 @@ struct CompletedGroup {
 
 enum class GroupFate {
   kPending,              // recorded; the group still waits for rollouts
-  kAccepted,             // complete with advantages: send `group` to replay
+  kAccepted,             // complete with advantages: send `group` to replay (and, with
+                         // options.await_persistence, report the outcome with on_persisted)
   kDroppedZeroVariance,  // complete but all R equal: dropped (group attached for inspection)
   kDroppedDeadLetter,    // dropped because a rollout was dead-lettered
   kIgnored,              // nothing to do (reason says why)
@@ -143,9 +159,22 @@ class DynamicSampler {
   Result<GroupUpdate> on_judged(uint64_t group_id, const JudgedRollout& rollout);
   Result<GroupUpdate> on_dead_letter(uint64_t group_id, uint32_t index, int64_t tokens,
                                      const std::string& reason);
+  // Replay's answer for a group on_judged returned as kAccepted (options.await_persistence):
+  // ok = its durable write was acknowledged → accepted (accepted() and counters().groups_accepted
+  // grow); !ok = replay failed or refused it → counted in persist_failures() and its slot freed.
+  // Either way it leaves in_flight(). Error (nothing changed) when the group is not awaiting
+  // persistence (unknown, already answered, or await_persistence is off).
+  Status on_persisted(uint64_t group_id, bool ok);
 
-  uint64_t in_flight() const { return in_flight_; }      // issued, not completed nor dropped
+  // issued, not completed nor dropped; with await_persistence also accepted groups awaiting
+  // on_persisted
+  uint64_t in_flight() const { return in_flight_; }
   size_t open_groups() const { return groups_.size(); }  // in flight + dropped awaiting stragglers
+  // Whether verdicts / dead letters for the group are still expected: issued and not yet completed,
+  // or dropped with rollouts unresolved. A group awaiting persistence is not tracked here.
+  bool tracking(uint64_t group_id) const { return groups_.count(group_id) != 0; }
+  uint64_t awaiting_persistence() const { return awaiting_persistence_.size(); }
+  uint64_t persist_failures() const { return persist_failures_; }
   uint64_t accepted() const { return accepted_; }        // includes options.accepted_before
   uint64_t next_group_id() const { return next_group_id_; }
   uint64_t next_request_id() const { return next_request_id_; }
@@ -181,6 +210,8 @@ class DynamicSampler {
   uint64_t in_flight_ = 0;
   uint64_t next_group_id_, next_request_id_;
   std::map<uint64_t, Group> groups_;
+  std::set<uint64_t> awaiting_persistence_;  // accepted groups awaiting on_persisted
+  uint64_t persist_failures_ = 0;
   SamplerCounters counters_;
   TaskRewardStats task_rewards_;
   RecentLengths lengths_;

@@ -262,6 +262,147 @@ TEST_CASE("sampler: a dead-lettered rollout drops its group with the reason") {
   CHECK(s.counters().groups_dropped_dead_letter == 2);
 }
 
+TEST_CASE("sampler: with await_persistence a group is accepted only once replay acknowledges it") {
+  SamplerOptions o;
+  o.group_size = 2;
+  o.batch_groups = 2;
+  o.await_persistence = true;
+  DynamicSampler s = make_sampler(o);
+  std::vector<IssuedGroup> gs = s.issue().value();
+  REQUIRE(gs.size() == 2);
+  GroupUpdate u = judge_all(s, gs[0], {1, 0});
+  CHECK(u.fate == GroupFate::kAccepted);
+  REQUIRE(u.group.has_value());
+  CHECK(u.group->rollouts[0].advantage > 0);
+  // Awaiting the durable write: not accepted yet, still holding its in-flight slot.
+  CHECK(s.accepted() == 0);
+  CHECK(s.counters().groups_accepted == 0);
+  CHECK(s.in_flight() == 2);
+  CHECK(s.awaiting_persistence() == 1);
+  CHECK_FALSE(s.tracking(gs[0].group_id));  // no verdicts expected any more
+  CHECK(s.tracking(gs[1].group_id));
+  CHECK(s.issuable() == 0);
+  // Acknowledged: accepted, slot released (no refill: the batch's quota is taken).
+  REQUIRE(s.on_persisted(gs[0].group_id, true).is_ok());
+  CHECK(s.accepted() == 1);
+  CHECK(s.counters().groups_accepted == 1);
+  CHECK(s.in_flight() == 1);
+  CHECK(s.awaiting_persistence() == 0);
+  CHECK(s.issuable() == 0);
+  // A second answer for the same group, or one for a group never accepted, is an error.
+  CHECK_FALSE(s.on_persisted(gs[0].group_id, true).is_ok());
+  CHECK_FALSE(s.on_persisted(gs[1].group_id, true).is_ok());
+  CHECK_FALSE(s.on_persisted(999999, false).is_ok());
+  CHECK(s.accepted() == 1);
+  CHECK(s.in_flight() == 1);
+  // Replay failed: the slot is freed and a replacement group can be issued.
+  CHECK(judge_all(s, gs[1], {0, 1}).fate == GroupFate::kAccepted);
+  CHECK(s.issuable() == 0);
+  REQUIRE(s.on_persisted(gs[1].group_id, false).is_ok());
+  CHECK(s.accepted() == 1);
+  CHECK(s.persist_failures() == 1);
+  CHECK(s.in_flight() == 0);
+  CHECK(s.issuable() == 1);
+  std::vector<IssuedGroup> more = s.issue().value();
+  REQUIRE(more.size() == 1);
+  CHECK(more[0].group_id != gs[1].group_id);
+  CHECK(judge_all(s, more[0], {1, 0}).fate == GroupFate::kAccepted);
+  REQUIRE(s.on_persisted(more[0].group_id, true).is_ok());
+  CHECK(s.accepted() == 2);
+  const SamplerCounters& c = s.counters();
+  CHECK(c.groups_issued == c.groups_accepted + c.groups_dropped() + s.in_flight() +
+                               s.persist_failures());
+}
+
+TEST_CASE("sampler: simulated run with persistence failures keeps the admission invariant") {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    INFO("seed " << seed);
+    SamplerOptions o;
+    o.group_size = 3;
+    o.batch_groups = 2;
+    o.max_staleness = 1;
+    o.seed = seed;
+    o.await_persistence = true;
+    DynamicSampler s = make_sampler(o);
+    Rng env(seed * 104729);
+    struct Pending {
+      IssuedGroup g;
+      uint32_t next = 0;
+    };
+    std::vector<Pending> pending;
+    std::vector<uint64_t> awaiting;  // accepted, replay not answered yet
+    uint64_t consumed_batches = 0, failures = 0;
+    for (int tick = 0; tick < 2000; ++tick) {
+      std::vector<IssuedGroup> issued = s.issue().value();
+      for (IssuedGroup& g : issued) pending.push_back(Pending{std::move(g)});
+      CHECK(s.accepted() + s.in_flight() <= admitted_group_quota(s.learner_version(), 1, 2));
+      CHECK(s.in_flight() == pending.size() + awaiting.size());
+      CHECK(s.awaiting_persistence() == awaiting.size());
+      if (s.accepted() >= (consumed_batches + 1) * 2 && env.below(3) == 0)
+        s.set_learner_version(++consumed_batches);
+      if (!awaiting.empty() && env.below(2) == 0) {  // replay answers one group
+        const size_t k = env.below(awaiting.size());
+        const bool ok = env.below(5) != 0;
+        failures += ok ? 0 : 1;
+        REQUIRE(s.on_persisted(awaiting[k], ok).is_ok());
+        awaiting.erase(awaiting.begin() + std::ptrdiff_t(k));
+        continue;
+      }
+      if (pending.empty()) continue;
+      const size_t k = env.below(pending.size());
+      Pending& p = pending[k];
+      Result<GroupUpdate> u = s.on_judged(p.g.group_id, judged(p.next++, double(env.below(2))));
+      REQUIRE(u.is_ok());
+      if (u->fate == GroupFate::kPending) continue;
+      if (u->fate == GroupFate::kAccepted) awaiting.push_back(p.g.group_id);
+      pending.erase(pending.begin() + std::ptrdiff_t(k));
+    }
+    const SamplerCounters& c = s.counters();
+    CHECK(s.persist_failures() == failures);
+    CHECK(failures > 0);
+    CHECK(c.groups_accepted > 10);
+    CHECK(c.groups_issued ==
+          c.groups_accepted + c.groups_dropped() + s.in_flight() + s.persist_failures());
+  }
+}
+
+TEST_CASE("sampler: without await_persistence on_persisted is an error and changes nothing") {
+  SamplerOptions o;
+  o.group_size = 2;
+  o.batch_groups = 1;
+  DynamicSampler s = make_sampler(o);
+  const IssuedGroup g = s.issue()->at(0);
+  CHECK(judge_all(s, g, {1, 0}).fate == GroupFate::kAccepted);
+  CHECK(s.accepted() == 1);
+  CHECK(s.in_flight() == 0);
+  CHECK_FALSE(s.on_persisted(g.group_id, true).is_ok());
+  CHECK_FALSE(s.on_persisted(g.group_id, false).is_ok());
+  CHECK(s.accepted() == 1);
+  CHECK(s.in_flight() == 0);
+  CHECK(s.persist_failures() == 0);
+}
+
+TEST_CASE("sampler: judge id and finish reason are carried into the completed group") {
+  SamplerOptions o;
+  o.group_size = 2;
+  o.batch_groups = 1;
+  DynamicSampler s = make_sampler(o);
+  const IssuedGroup g = s.issue()->at(0);
+  JudgedRollout a = judged(0, 1), b = judged(1, 0);
+  a.judge_id = 7;
+  a.finish = "eos";
+  b.judge_id = 8;
+  b.finish = "length";
+  CHECK(s.on_judged(g.group_id, a)->fate == GroupFate::kPending);
+  Result<GroupUpdate> u = s.on_judged(g.group_id, b);
+  REQUIRE(u.is_ok());
+  REQUIRE(u->group.has_value());
+  CHECK(u->group->rollouts[0].judged.judge_id == 7);
+  CHECK(u->group->rollouts[0].judged.finish == "eos");
+  CHECK(u->group->rollouts[1].judged.judge_id == 8);
+  CHECK(u->group->rollouts[1].judged.finish == "length");
+}
+
 TEST_CASE("sampler: staleness admission paces issue by learner version") {
   for (uint64_t staleness : {0u, 1u, 3u}) {
     INFO("max_staleness " << staleness);

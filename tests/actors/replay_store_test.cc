@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -493,6 +494,32 @@ TEST_CASE("replay: a read-only (secondary) store follows a live writer") {
   auto none = ReplayStore::open(d.path + "-absent", ro2);
   CHECK(!none.is_ok());
   CHECK(none.status().message().find("not a replay store") != std::string::npos);
+}
+
+TEST_CASE("replay: a reader removes the secondary dirs of killed readers, not of live ones") {
+  TempDir d("sweep");
+  auto w = open_store(d.path);
+  append_ok(*w, {group(1, 1, "add", 1.0f)}, 1);
+  // A reader that was SIGKILLed leaves TMP/m1rl-replay-ro-PID-XXXXXX behind; fake one with the PID
+  // of a child that has exited (and was reaped), and one with a live PID (ours).
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) _exit(0);
+  REQUIRE(waitpid(child, nullptr, 0) == child);
+  const std::string tmp = std::filesystem::temp_directory_path().string();
+  const std::string dead = tmp + "/m1rl-replay-ro-" + std::to_string(child) + "-test01";
+  const std::string live = tmp + "/m1rl-replay-ro-" + std::to_string(getpid()) + "-test02";
+  std::filesystem::create_directories(dead + "/sub");
+  std::filesystem::create_directories(live);
+  {
+    ReplayOptions ro;
+    ro.read_only = true;
+    auto r = open_store(d.path, ro);
+    CHECK(r->counters().last_seq == 1);
+  }
+  CHECK(!std::filesystem::exists(dead));
+  CHECK(std::filesystem::exists(live));
+  std::filesystem::remove_all(live);
 }
 
 TEST_CASE("replay: list filters, since, export and stats") {

@@ -39,6 +39,9 @@ TEST_CASE("bad run configs give an error naming the file and the key") {
       {kOk + "[run]\nmax_staleness = -1\n", "run"},
       {"[run]\ndir = \"x\"\n", "model.config"},
       {kOk + "[sampler]\nmax_new = 8\noverlong_cache = 8\n", "sampler.overlong_cache"},
+      {kOk + "[sampler]\nmax_difficulty = 3\nstart_max_difficulty = 4\n", "sampler.start_max_difficulty"},
+      {kOk + "[sampler]\ndifficulty_ramp_steps = -5\n", "sampler.difficulty_ramp_steps"},
+      {"[run]\ndir = \"x\"\nmax_seconds = -1\n[model]\nconfig = \"a.json\"\n", "run.max_seconds"},
   };
   int i = 0;
   for (const Case& c : cases) {
@@ -53,6 +56,23 @@ TEST_CASE("bad run configs give an error naming the file and the key") {
   auto r = load_run_config(p, "");
   CHECK(!r.is_ok());
   CHECK(r.status().message().find(p) != std::string::npos);
+}
+
+TEST_CASE("difficulty schedule and time budget keys") {
+  auto d = load_run_config(write_tmp("sched0", kOk + "[sampler]\nmax_difficulty = 4\n"), "");
+  REQUIRE(d.is_ok());
+  CHECK(d->start_max_difficulty == 4);  // no ramp: always the maximum
+  CHECK(d->difficulty_ramp_steps == 0);
+  CHECK(d->max_seconds == 0);
+  auto r = load_run_config(write_tmp("sched1", "[run]\ndir = \"x\"\nmax_seconds = 900\n[model]\nconfig = \"a.json\"\n"
+                                                "[sampler]\nmin_difficulty = 1\n"
+                                                     "max_difficulty = 4\nstart_max_difficulty = 2\n"
+                                                     "difficulty_ramp_steps = 100\n"),
+                           "");
+  REQUIRE(r.is_ok());
+  CHECK(r->start_max_difficulty == 2);
+  CHECK(r->difficulty_ramp_steps == 100);
+  CHECK(r->max_seconds == 900);
 }
 
 TEST_CASE("--run-dir overrides run.dir") {

@@ -2,6 +2,9 @@
 // then training tokens/s and MFU at 1..N threads, decode tokens/s at batch 1 and 32, and decode
 // time per token by context length for lightning-only, hybrid and all-softmax variants of CONFIG.
 // Ratios, not absolute numbers, are what to read: the machines are shared and noisy.
+// m1rl bench generator: the generator actor of `m1rl run` (continuous batching, prefill of new
+// prompts, sampling, behaviour logprobs, FlatBuffers requests and rollouts through CAF) against
+// the bare Model::decode_step at the same batch and thread count, measured in the same process.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,8 +13,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/pipeline/actors.h"
+#include "actors/pipeline/wire.h"
 #include "base/rng.h"
 #include "kernels/kernels.h"
+#include "model/tokenizer.h"
 #include "model/model.h"
 #include "tools/m1rl/commands.h"
 
@@ -210,6 +216,115 @@ int bench_model(const std::string& config, bool as_json, int threads) {
   }
   std::printf("ratios: lightning 64K/1K = %.3f (goal <= 1.1), hybrid/softmax at 64K = %.3f (goal <= 0.5), "
               "train 2/1 threads = %.2f (goal >= 1)\n", lflat, hyb, j["ratios"]["train_2_over_1_threads"].get<double>());
+  return 0;
+}
+
+// The generator actor kept full: a feeder keeps 2·B requests outstanding (prompts like the demo's
+// "ab+cd="), counts the tokens of every rollout that arrives before the deadline, and re-issues.
+int bench_generator(const std::string& config, int batch, int threads, double seconds, bool as_json) {
+  auto cfg = load_model_config(config);
+  if (!cfg.is_ok()) {
+    std::fprintf(stderr, "m1rl: error: %s\n", cfg.status().message().c_str());
+    return 1;
+  }
+  Model m(cfg.value());
+  m.init_random(1);
+  set_num_threads(threads);
+  const int max_new = 16;
+  const double base = decode_tokens_per_s(m, batch, std::max(8, 4096 / batch));
+
+  caf::actor_system_config sc;
+  sc.set("scheduler.max-threads", size_t(1));
+  caf::actor_system sys{sc};
+  ByteTokenizer tok;
+  auto rejects = std::make_shared<pipe::RejectCounters>();
+  struct Feed {
+    caf::actor gen;
+    wire::Sender sender{0xbe0001, 1, 0};
+    Rng rng{7};
+    uint64_t next_id = 1, tokens = 0, rollouts = 0, outstanding = 0;
+    Clock::time_point t0, deadline, last;
+    caf::actor reply_to;
+  };
+  auto f = std::make_shared<Feed>();
+  auto feeder = sys.spawn([f, &tok, max_new](caf::event_based_actor* self) -> caf::behavior {
+    auto issue = [=, &tok] {
+      wire::PromptInfo p;
+      p.prompt_id = p.group_id = f->next_id;
+      p.task = "add";
+      p.dataset = "bench";
+      p.prompt = std::to_string(f->rng.below(100)) + "+" + std::to_string(f->rng.below(100)) + "=";
+      p.group_size = 1;
+      p.prompt_tokens = {tok.bos_id()};
+      for (int t : tok.encode(p.prompt)) p.prompt_tokens.push_back(t);
+      self->send(f->gen, pipe::gen_atom::value,
+                 wire::generation_request(f->sender, p, f->next_id++, 0, max_new, 1.0f, 1.0f, f->rng.next_u64(), 0,
+                                          pipe::generator_id(0)));
+      f->outstanding++;
+    };
+    return {
+        [=](const caf::actor& gen, int64_t n, double secs, const caf::actor& reply_to) {
+          f->gen = gen;
+          f->reply_to = reply_to;
+          f->t0 = f->last = Clock::now();
+          f->deadline = f->t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
+          for (int64_t i = 0; i < n; ++i) issue();
+        },
+        [=](pipe::rollout_atom, const msg::Bytes& b) {
+          f->outstanding--;
+          auto r = msg::decode<msg::Rollout>(b);
+          const auto now = Clock::now();
+          if (r.is_ok() && now <= f->deadline) {
+            f->tokens += r.value()->data()->tokens() ? r.value()->data()->tokens()->size() : 0;
+            f->rollouts++;
+            f->last = now;
+            issue();
+          }
+          if (now > f->deadline && f->outstanding == 0) self->send(f->reply_to, pipe::done_atom::value);
+        },
+    };
+  });
+  auto logic = std::make_shared<GeneratorLogic>(m, 0, batch, tok.eos_id(), RepetitionStop{});
+  auto gen = sys.spawn<caf::detached>(pipe::generator_actor,
+                                      pipe::GeneratorArgs{logic, feeder, pipe::generator_id(0), 1, rejects});
+  double gen_tps = 0, busy_tps = 0;
+  uint64_t rollouts = 0;
+  {
+    caf::scoped_actor self{sys};
+    self->send(feeder, gen, int64_t(2 * batch), seconds, caf::actor(self));
+    self->receive([&](pipe::done_atom) {});
+    gen_tps = double(f->tokens) / std::chrono::duration<double>(f->last - f->t0).count();
+    rollouts = f->rollouts;
+    self->request(gen, caf::infinite, pipe::stats_atom::value).receive(
+        [&](const std::string& s) {
+          json g = json::parse(s, nullptr, false);
+          if (g.is_object() && g.contains("tokens_per_busy_s")) busy_tps = g["tokens_per_busy_s"].get<double>();
+        },
+        [&](caf::error&) {});
+    self->send_exit(gen, caf::exit_reason::user_shutdown);
+    self->send_exit(feeder, caf::exit_reason::user_shutdown);
+  }
+  json j = {{"config", config},
+            {"batch", batch},
+            {"threads", threads},
+            {"max_new", max_new},
+            {"seconds", seconds},
+            {"rollouts", rollouts},
+            {"model_decode_tokens_per_s", base},
+            {"generator_tokens_per_s", gen_tps},
+            {"generator_tokens_per_busy_s", busy_tps},
+            {"ratio", gen_tps / base},
+            {"goal", 0.8},
+            {"rejected", rejects->generator.load()}};
+  if (as_json) {
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("model decode_step   batch %d, %d thread(s): %8.0f tokens/s\n", batch, threads, base);
+    std::printf("generator actor     batch %d, %d thread(s): %8.0f tokens/s (%llu rollouts of <= %d tokens in %.0f s)\n",
+                batch, threads, gen_tps, (unsigned long long)rollouts, max_new, seconds);
+    std::printf("ratio generator / decode_step = %.2f (goal >= 0.80: %s)\n", gen_tps / base,
+                gen_tps / base >= 0.8 ? "met" : "NOT met");
+  }
   return 0;
 }
 

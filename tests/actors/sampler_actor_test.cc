@@ -1,0 +1,186 @@
+// The sampler actor on CAF's deterministic test scheduler: refills after a failed replay write,
+// judge retries and dead letters, duplicate rollouts rejected, ack lines only for acked groups,
+// stats, and that every actor is destroyed at shutdown.
+#include <doctest/doctest.h>
+
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/pipeline/actors.h"
+#include "actors/pipeline/wire.h"
+#include "base/file.h"
+#include "model/tokenizer.h"
+
+using namespace m1;
+
+namespace {
+
+struct TestSystem {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  TestSystem() {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  }
+};
+
+struct Log {
+  std::vector<std::tuple<uint64_t, uint32_t, int, uint64_t, uint64_t>> gen;  // group, index, max_new, seed, min_version
+  std::map<uint64_t, int> judge_calls;  // rollout id → calls
+  std::vector<uint64_t> replay_groups;
+  std::vector<std::vector<float>> replay_rewards;
+  int replay_calls = 0;
+  std::set<uint64_t> dead_groups;       // groups whose rollout 1 always fails judging
+};
+
+}  // namespace
+
+TEST_CASE("probe: sampler actor issues, judges with retries, persists, refills") {
+  TestSystem ts;
+  auto log = std::make_shared<Log>();
+  wire::Sender gs{77, 1, 0};
+  auto gen = ts.sys->spawn([log, &gs](caf::event_based_actor* self) -> caf::behavior {
+    return {[=, &gs](pipe::gen_atom, const msg::Bytes& b) {
+      auto rq = msg::decode<msg::GenerationRequest>(b);
+      REQUIRE(rq.is_ok());
+      const msg::GenerationRequest& r = *rq.value();
+      log->gen.emplace_back(r.group_id(), r.index(), int(r.max_new()), r.seed(), r.min_version());
+      GenOutput o;
+      o.request_id = r.request_id();
+      o.tokens = std::vector<int>(3 + r.index(), 65);
+      o.logprobs.assign(o.tokens.size(), -0.1f);
+      o.versions.assign(o.tokens.size(), 0);
+      o.finish = r.index() == 0 ? "eos" : "length";
+      auto out = wire::rollout(gs, r, o, 5);
+      auto sampler = caf::actor_cast<caf::actor>(self->current_sender());
+      self->send(sampler, pipe::rollout_atom::value, out);
+      if (r.index() == 0) self->send(sampler, pipe::rollout_atom::value, out);  // duplicate
+    }};
+  });
+  wire::Sender js{88, 1, 0};
+  auto judge = ts.sys->spawn([log, &js](caf::event_based_actor*) -> caf::behavior {
+    return {[=, &js](pipe::judge_atom, const msg::Bytes& b) -> msg::Bytes {
+      auto rq = msg::decode<msg::JudgeRequest>(b);
+      REQUIRE(rq.is_ok());
+      const msg::RolloutData* d = rq.value()->rollout();
+      const int calls = ++log->judge_calls[d->rollout_id()];
+      // group ordinal 3 (the third issued) is dead: rollout 1 always fails.
+      if (d->index() == 1 && log->dead_groups.count(d->group_id()))
+        return wire::verdict(js, d->rollout_id(), 9, false, 0, 0, "boom");
+      // first attempt of every rollout 0 fails, the retry succeeds
+      if (d->index() == 0 && calls == 1) return wire::verdict(js, d->rollout_id(), 9, false, 0, 0, "flaky");
+      return wire::verdict(js, d->rollout_id(), 9, true, float(d->index() % 2), 1, "ok");
+    }};
+  });
+  auto replay = ts.sys->spawn([log](caf::event_based_actor*) -> caf::behavior {
+    return {[=](pipe::group_atom, const msg::Bytes& b) -> uint64_t {
+      auto g = msg::decode<msg::JudgedGroup>(b);
+      REQUIRE(g.is_ok());
+      ++log->replay_calls;
+      std::vector<float> rw;
+      for (auto* r : *g.value()->rollouts()) rw.push_back(r->reward());
+      log->replay_rewards.push_back(rw);
+      if (log->replay_calls == 1) return 0;  // the first write fails
+      log->replay_groups.push_back(g.value()->group_id());
+      return g.value()->group_id();
+    }};
+  });
+  const std::string dir = (std::filesystem::temp_directory_path() / ("m1-g4-probe-" + std::to_string(getpid()))).string();
+  remove_all(dir);
+  REQUIRE(make_dirs(dir).is_ok());
+  auto events = std::make_shared<EventLog>();
+  REQUIRE(events->open(dir + "/events.log").is_ok());
+  auto rejects = std::make_shared<pipe::RejectCounters>();
+  pipe::SamplerArgs sa;
+  sa.cfg.tasks = {"add"};
+  sa.cfg.group_size = 2;
+  sa.cfg.batch_groups = 2;
+  sa.cfg.max_staleness = 0;
+  sa.cfg.max_new = 12;
+  sa.cfg.judge_retries = 1;
+  sa.cfg.overlong_cache = 4;  // L_max 12: lengths 3, 4 → no penalty
+  sa.cfg.min_difficulty = 1;
+  sa.cfg.max_difficulty = 1;
+  sa.cfg.start_max_difficulty = 1;
+  sa.generators = {gen};
+  sa.judges = {judge};
+  sa.replay = replay;
+  sa.incarnation = 3;
+  sa.start_version = 5;
+  sa.rejects = rejects;
+  sa.events = events;
+  const uint64_t base = (uint64_t(3) << 40);
+  log->dead_groups.insert(base + 3);
+  auto sampler = ts.sys->spawn(pipe::sampler_actor, sa);
+  caf::anon_send(sampler, pipe::start_atom::value);
+  ts.sched->run();
+  // groups base+1, base+2 issued; base+1's write failed → base+3 issued (dead) → base+4.
+  std::set<uint64_t> groups;
+  for (auto& g : log->gen) {
+    groups.insert(std::get<0>(g));
+    CHECK(std::get<2>(g) == 12);
+    CHECK(std::get<4>(g) == 5);
+  }
+  CHECK(groups == std::set<uint64_t>{base + 1, base + 2, base + 3, base + 4});
+  CHECK(log->replay_calls == 3);
+  CHECK(log->replay_groups == std::vector<uint64_t>{base + 2, base + 4});
+  CHECK(rejects->sampler.load() == 4);  // one duplicate per group
+  int total = 0;
+  for (auto& [rid, calls] : log->judge_calls) total += calls;
+  CHECK(total == 4 * 2 + 3 + 2);  // index 0: flaky first try; index 1: once, dead: twice
+  auto ev = read_file(dir + "/events.log");
+  REQUIRE(ev.is_ok());
+  CHECK(ev.value() == "ack " + std::to_string(base + 2) + "\nack " + std::to_string(base + 4) + "\n");
+  std::string stats;
+  auto client = ts.sys->spawn([&](caf::event_based_actor* self) {
+    self->request(sampler, caf::infinite, pipe::stats_atom::value).then([&](const std::string& s) { stats = s; });
+  });
+  ts.sched->run();
+  auto j = nlohmann::json::parse(stats);
+  MESSAGE(j.dump());
+  CHECK(j["accepted_total"] == 2);
+  CHECK(j["in_flight"] == 0);
+  CHECK(j["groups"] == 4);
+  CHECK(j["dead_lettered"] == 1);
+  CHECK(j["dropped_total"] == 1);
+  CHECK(j["dropped_zero_variance"] == 0);
+  CHECK(j["finish_reasons"]["eos"] == 3);
+  CHECK(j["finish_reasons"]["length"] == 3);
+  CHECK(j["length_p99"] == 4);
+  CHECK(j["reward_mean"] == 0.5);
+  // Learner consumes batch: version 6 → 2 more groups.
+  wire::Sender ls{99, 1, 0};
+  caf::anon_send(sampler, pipe::step_atom::value, wire::step_report(ls, 1, 6, 0.f, {}, 0));
+  ts.sched->run();
+  CHECK(log->replay_groups.size() == 4);
+  CHECK(std::get<4>(log->gen.back()) == 6);
+  std::string stats2;
+  auto client2 = ts.sys->spawn([&](caf::event_based_actor* self) {
+    self->request(sampler, caf::infinite, pipe::stats_atom::value).then([&](const std::string& s) { stats2 = s; });
+  });
+  ts.sched->run();
+  auto j2 = nlohmann::json::parse(stats2);
+  MESSAGE(j2.dump());
+  CHECK(j2["groups"] == 2);
+  CHECK(j2["accepted_total"] == 4);
+  CHECK(j2["dead_lettered"] == 0);
+  caf::weak_actor_ptr wg = caf::actor_cast<caf::weak_actor_ptr>(gen);
+  caf::weak_actor_ptr ws = caf::actor_cast<caf::weak_actor_ptr>(sampler);
+  for (auto& a : {sampler, gen, judge, replay, client, client2}) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  ts.sched->run();
+  sa = pipe::SamplerArgs{};
+  sampler = nullptr; gen = nullptr; judge = nullptr; replay = nullptr; client = nullptr; client2 = nullptr;
+  ts.sched->run();
+  CHECK(wg.lock() == nullptr);
+  CHECK(ws.lock() == nullptr);
+  remove_all(dir);
+}
