@@ -8,8 +8,14 @@
 
 namespace m1 {
 
-GeneratorLogic::GeneratorLogic(Model model, uint64_t version, int max_batch, int eos_id, RepetitionStop rep)
-    : model_(std::move(model)), version_(version), max_batch_(std::max(1, max_batch)), eos_(eos_id), rep_(rep) {}
+GeneratorLogic::GeneratorLogic(Model model, uint64_t version, int max_batch, int eos_id, RepetitionStop rep,
+                               int prefill_cap)
+    : model_(std::move(model)),
+      version_(version),
+      max_batch_(std::max(1, max_batch)),
+      eos_(eos_id),
+      prefill_cap_(prefill_cap > 0 ? prefill_cap : std::max(1, max_batch_ / 2)),
+      rep_(rep) {}
 
 void GeneratorLogic::submit(GenJob job) {
   M1_CHECK(!job.prompt.empty());
@@ -41,35 +47,37 @@ std::vector<GenOutput> GeneratorLogic::abort_all() {
 
 std::vector<GenOutput> GeneratorLogic::step() {
   const int V = model_.config().vocab_size;
-  // 1. Admit queued requests into free slots and prefill them together.
-  const size_t first_new = live_.size();
-  while (!queue_.empty() && int(live_.size()) < max_batch_) {
+  // 1. Sequences whose prompt is fed take free sampling slots (max_batch_), in arrival order; then
+  //    queued requests start feeding their prompts while fewer than prefill_cap_ sequences wait
+  //    (feeding, or fed and waiting for a sampling slot).
+  int sampling = 0, waiting = 0;
+  for (const Slot& s : live_) s.sampling ? ++sampling : ++waiting;
+  for (Slot& s : live_)
+    if (!s.sampling && s.fed == s.job.prompt.size() && sampling < max_batch_) {
+      s.sampling = true;
+      ++sampling;
+      --waiting;
+    }
+  while (!queue_.empty() && waiting < prefill_cap_) {
     Slot s;
     s.job = std::move(queue_.front());
     queue_.pop_front();
     s.rng.reseed(s.job.seed);
     s.out.request_id = s.job.request_id;
+    s.state = model_.new_state();
     live_.push_back(std::move(s));
+    ++waiting;
   }
-  if (live_.size() > first_new) {
-    std::vector<std::vector<int>> prompts;
-    std::vector<DecodeState*> states;
-    for (size_t i = first_new; i < live_.size(); ++i) {
-      prompts.push_back(live_[i].job.prompt);
-      states.push_back(&live_[i].state);
-    }
-    std::vector<float> rows(prompts.size() * size_t(V));
-    model_.prefill(prompts, states.data(), rows.data());
-    for (size_t i = first_new; i < live_.size(); ++i) {
-      live_[i].row.assign(rows.begin() + (i - first_new) * V, rows.begin() + (i - first_new + 1) * V);
-      live_[i].row_version = version_;
-    }
-  }
-  // 2. Sample one token per live sequence; finished ones leave.
+  // 2. Sample one token per sampling sequence; finished ones leave.
   std::vector<GenOutput> done;
   std::vector<Slot> keep;
   std::vector<int> next;
+  keep.reserve(live_.size());
   for (auto& s : live_) {
+    if (!s.sampling) {
+      keep.push_back(std::move(s));
+      continue;
+    }
     const SampledToken t = sample_token(s.row.data(), V, s.job.sampling, s.rng);
     s.out.tokens.push_back(t.id);
     s.out.logprobs.push_back(t.logprob);
@@ -86,20 +94,37 @@ std::vector<GenOutput> GeneratorLogic::step() {
     if (!s.out.finish.empty()) {
       done.push_back(std::move(s.out));
     } else {
-      next.push_back(t.id);
+      s.next = t.id;
       keep.push_back(std::move(s));
     }
   }
   live_ = std::move(keep);
-  // 3. One batched decode step for the rest.
-  if (!live_.empty()) {
-    std::vector<DecodeState*> states;
-    for (auto& s : live_) states.push_back(&s.state);
-    std::vector<float> rows(live_.size() * size_t(V));
-    model_.decode_step(next.data(), states.data(), int(live_.size()), rows.data());
-    for (size_t i = 0; i < live_.size(); ++i) {
-      live_[i].row.assign(rows.begin() + i * V, rows.begin() + (i + 1) * V);
-      live_[i].row_version = version_;
+  // 3. One batched decode step: every sampling sequence's new token and every feeding sequence's
+  //    next prompt token (prompt processing shares the weight pass instead of taking its own).
+  std::vector<DecodeState*> states;
+  std::vector<size_t> rows_of;
+  for (size_t i = 0; i < live_.size(); ++i) {
+    Slot& s = live_[i];
+    if (s.sampling) {
+      next.push_back(s.next);
+    } else if (s.fed < s.job.prompt.size()) {
+      next.push_back(s.job.prompt[s.fed]);
+    } else {
+      continue;  // ready: its row waits for a sampling slot
+    }
+    states.push_back(&s.state);
+    rows_of.push_back(i);
+  }
+  if (!rows_of.empty()) {
+    std::vector<float> rows(rows_of.size() * size_t(V));
+    model_.decode_step(next.data(), states.data(), int(rows_of.size()), rows.data());
+    for (size_t r = 0; r < rows_of.size(); ++r) {
+      Slot& s = live_[rows_of[r]];
+      if (!s.sampling) ++s.fed;
+      if (s.sampling || s.fed == s.job.prompt.size()) {
+        s.row.assign(rows.begin() + r * V, rows.begin() + (r + 1) * V);
+        s.row_version = version_;
+      }
     }
   }
   return done;

@@ -1,11 +1,15 @@
 // The generator's pure logic: continuous batching over the model's incremental decoder.
-// Requests queue up; every step() admits queued requests into free slots (a finished sequence is
-// replaced without waiting for the batch), prefills the new ones, samples one token for every live
-// sequence (temperature / top-p / top-k, seeded per request), stops a sequence on eos, on its
-// thinking budget, or on repetition (RL.md: the last N sampled tokens each had probability > p),
-// and runs one batched decode step for the rest. Every sampled token records its behaviour logprob
-// and the weights version that produced it; set_weights() between steps hot-swaps the weights
-// (sequences in flight continue with their decode state; their later tokens carry the new version).
+// Requests queue up. A queued request starts as soon as fewer than prefill_cap sequences wait
+// (feed their prompts, or wait for a sampling slot); its prompt goes through the batched decode step one token per step,
+// next to the sequences that are sampling, so prompt processing shares their weight pass instead
+// of costing a pass of its own. A sequence whose prompt is fed takes one of the max_batch sampling
+// slots as soon as one is free (in arrival order): a finished sequence is replaced without waiting
+// for the batch. Every step samples one token for every sampling sequence (temperature / top-p /
+// top-k, seeded per request), stops a sequence on eos, on its thinking budget, or on repetition
+// (RL.md: the last N sampled tokens each had probability > p), and runs one batched decode step.
+// Every sampled token records its behaviour logprob and the weights version that computed its
+// distribution; set_weights() between steps hot-swaps the weights (sequences in flight continue
+// with their decode state; their later tokens carry the new version).
 // Ownership: owns its Model copy. Not thread safe: one caller (the generator actor).
 #pragma once
 
@@ -43,7 +47,10 @@ struct RepetitionStop {
 
 class GeneratorLogic {
  public:
-  GeneratorLogic(Model model, uint64_t version, int max_batch, int eos_id, RepetitionStop rep);
+  // max_batch: sequences sampling at once (≥ 1). prefill_cap: sequences feeding their prompts or
+  // waiting for a sampling slot (≥ 1; 0 = max(1, max_batch / 2)). So at most max_batch +
+  // prefill_cap sequences are live, and a decode step has at most that many rows.
+  GeneratorLogic(Model model, uint64_t version, int max_batch, int eos_id, RepetitionStop rep, int prefill_cap = 0);
   void submit(GenJob job);
   // One scheduling round; returns the sequences that finished in it.
   std::vector<GenOutput> step();
@@ -64,13 +71,16 @@ class GeneratorLogic {
     Rng rng;
     DecodeState state;
     GenOutput out;
+    size_t fed = 0;          // prompt tokens through the decoder so far
+    bool sampling = false;   // holds a sampling slot (its prompt is fed)
+    int next = 0;            // the token sampled this step (input of the decode step)
     std::vector<float> row;  // log-softmax to sample the next token from
     uint64_t row_version = 0;  // weights version that computed `row` (the next token's version)
     int high_prob_run = 0;   // consecutive tokens with probability > rep_.p
   };
   Model model_;
   uint64_t version_;
-  int max_batch_, eos_;
+  int max_batch_, eos_, prefill_cap_;
   RepetitionStop rep_;
   std::deque<GenJob> queue_;
   std::vector<Slot> live_;

@@ -17,7 +17,13 @@
 namespace m1 {
 namespace {
 
-constexpr size_t kElemChunk = 1 << 14;  // elementwise ops: do not split below this many values
+// A part of a parallel loop must carry enough work to pay for waking a pool thread (tens of µs
+// on these VMs): elementwise ops do not split below kElemChunk values, row-wise ops below
+// rows_for(width) rows. Below that the whole loop runs on the caller (decode-sized calls).
+constexpr size_t kElemChunk = 1 << 16;
+inline size_t rows_for(size_t width, size_t at_least) {
+  return std::max(at_least, kElemChunk / std::max<size_t>(1, width));
+}
 
 // OpenBLAS runs single-threaded (kernels.cc); large products are split over the pool by rows of
 // C (or by columns when C is short and wide), one single-threaded sgemm per part. One pool owns
@@ -63,7 +69,7 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int 
 #pragma omp simd
       for (int i = 0; i < D; ++i) yr[i] = xr[i] * s * w[i];
     }
-  }, 16);
+  }, rows_for(size_t(D), 16));
 }
 
 // dx = rstd·(w⊙dy) − x·rstd³·mean(x⊙w⊙dy);  dw += Σ_rows dy⊙x·rstd.
@@ -81,7 +87,7 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
 #pragma omp simd
       for (int i = 0; i < D; ++i) dxr[i] = s * w[i] * dyr[i] - c * xr[i];
     }
-  }, 16);
+  }, rows_for(size_t(D), 16));
   // dw: parallel over columns so that no two threads write the same dw[i].
   parallel_for(size_t(D), [&](size_t c0, size_t c1) {
     for (int r = 0; r < N; ++r) {
@@ -163,7 +169,7 @@ void rope_apply(float* x, int T, int nh, int d, int ld, int r, const int* pos, f
         }
       }
     }
-  }, 8);
+  }, rows_for(size_t(nh) * size_t(r), 8));
 }
 void rope_forward(float* x, int T, int nh, int d, int ld, int r, const int* pos, float theta) {
   rope_apply(x, T, nh, d, ld, r, pos, theta, 1.0f);
@@ -176,7 +182,7 @@ void router_forward(float* probs, int* top_idx, float* top_w, const float* logit
   parallel_for(size_t(T), [&](size_t t0, size_t t1) {
     for (size_t t = t0; t < t1; ++t) naive::router_forward<float>(probs + t * E, top_idx + t * k, top_w + t * k,
                                                                    logits + t * E, 1, E, k);
-  }, 64);
+  }, rows_for(size_t(E), 64));
 }
 void router_backward(float* dlogits, const float* dtop_w, const float* dprobs, const float* probs, const int* top_idx,
                      int T, int E, int k) {
@@ -184,13 +190,13 @@ void router_backward(float* dlogits, const float* dtop_w, const float* dprobs, c
     for (size_t t = t0; t < t1; ++t)
       naive::router_backward<float>(dlogits + t * E, dtop_w + t * k, dprobs ? dprobs + t * E : nullptr, probs + t * E,
                                     top_idx + t * k, 1, E, k);
-  }, 64);
+  }, rows_for(size_t(E), 64));
 }
 
 void gather_rows(float* dst, const float* src, const int* rows, int n, int D) {
   parallel_for(size_t(n), [&](size_t a, size_t b) {
     for (size_t i = a; i < b; ++i) std::memcpy(dst + i * D, src + size_t(rows[i]) * D, sizeof(float) * D);
-  }, 64);
+  }, rows_for(size_t(D), 64));
 }
 
 // out[t] = Σ_slot w·y[row]: build the inverse permutation so each output row is written once.
@@ -208,7 +214,7 @@ void moe_combine(float* out, const float* y, const int* perm, const float* top_w
         for (int i = 0; i < D; ++i) o[i] += w * yr[i];
       }
     }
-  }, 32);
+  }, rows_for(size_t(k) * size_t(D), 32));
 }
 void moe_combine_backward(float* dy, float* dtop_w, const float* dout, const float* y, const int* perm,
                           const float* top_w, int T, int k, int D) {
@@ -228,7 +234,7 @@ void moe_combine_backward(float* dy, float* dtop_w, const float* dout, const flo
       }
       dtop_w[a] = s;
     }
-  }, 32);
+  }, rows_for(size_t(D), 32));
 }
 
 void embedding_forward(float* h, const int* tokens, const float* table, int T, int D) {
@@ -263,7 +269,7 @@ void lm_head_forward(float* logp, float* entropy, float* logsm, const float* x, 
       logp[t] = targets[t] >= 0 ? row[targets[t]] : 0.0f;
       if (entropy) entropy[t] = float(ent);
     }
-  }, 8);
+  }, rows_for(size_t(V), 8));
 }
 
 void lm_head_backward(float* dx, float* dW, const float* dlogp, const float* logsm, const float* x, const float* W,
@@ -281,7 +287,7 @@ void lm_head_backward(float* dx, float* dW, const float* dlogp, const float* log
       for (int v = 0; v < V; ++v) g[v] = -c * std::exp(row[v]);
       g[targets[t]] += c;
     }
-  }, 8);
+  }, rows_for(size_t(V), 8));
   gemm(false, false, T, D, V, 1.0f, dl.data(), V, W, D, 0.0f, dx, D);
   gemm(true, false, V, D, T, 1.0f, dl.data(), V, x, D, 1.0f, dW, D);
 }

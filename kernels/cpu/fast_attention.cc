@@ -131,6 +131,12 @@ void attention_decode(float* o, const float* q, const float* const* kcache, cons
                       int B, int H, int Hkv, int d) {
   const float scale = 1.0f / std::sqrt(float(d));
   const int ldkv = Hkv * d;
+  // A part must carry enough work to pay for waking a pool thread (see fast.cc): ~2·len·d
+  // flops per (sequence, head).
+  size_t total_len = 0;
+  for (int b = 0; b < B; ++b) total_len += size_t(len[b]);
+  const size_t per_item = std::max<size_t>(1, 2 * total_len / std::max(1, B) * size_t(d));
+  const size_t grain = std::max<size_t>(1, (size_t(1) << 17) / per_item);
   parallel_for(size_t(B) * H, [&](size_t i0, size_t i1) {
     std::vector<float> s;
     for (size_t i = i0; i < i1; ++i) {
@@ -159,7 +165,7 @@ void attention_decode(float* o, const float* q, const float* const* kcache, cons
         for (int j = 0; j < d; ++j) oh[j] += p * vu[j];
       }
     }
-  });
+  }, grain);
 }
 
 // ---------------------------------------------------------------- lightning attention
@@ -286,7 +292,7 @@ void lightning_decode(float* o, float* const* states, const float* qkv, const fl
         }
       }
     }
-  }, 4);
+  }, std::max<size_t>(4, (size_t(1) << 17) / (3 * size_t(d) * size_t(d))));
 }
 
 }  // namespace m1::fast

@@ -23,6 +23,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/kernel_util.cuh"  // warp_sum, warp_max (butterfly: every lane gets the same bits)
 #include "kernels/cuda/ops.h"
 
 namespace m1::cuda {
@@ -32,19 +33,6 @@ constexpr int kThreads = 128;  // every kernel here runs 4 warps per block
 constexpr int kWarps = kThreads / 32;
 constexpr int kTile = 32;  // key (or query) tile of the fp32 kernels: one key per lane
 constexpr unsigned kFull = 0xffffffffu;
-
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(kFull, x, o));
-  return x;
-}
-
-// Butterfly sum: every lane ends with the bitwise same value (fp addition is commutative).
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFull, x, o);
-  return x;
-}
 
 // dst[r, c] (row stride lds) = src[(r0 + r)·ld + c] for r0 + r < rmax and c < d, else 0; rows in
 // [0, rows), columns in [0, DP). All threads of the block take part.

@@ -1,5 +1,5 @@
-// Small helpers for the element-wise, norm, MoE, LM-head and sampling kernels (gemm.cu, norm.cu,
-// embedding.cu, lm_head.cu, moe.cu, adamw.cu, sampling.cu): stream-ordered scratch, launch sizes,
+// Small helpers for the element-wise, norm, MoE, LM-head, sampling and attention kernels (gemm.cu,
+// norm.cu, embedding.cu, lm_head.cu, moe.cu, adamw.cu, sampling.cu, attention.cu): stream-ordered scratch, launch sizes,
 // deterministic warp/block reductions, and a host-side precondition check. C++17, nvcc only.
 // Everything is in an anonymous namespace, so each .cu file has its own copy (no ODR coupling with
 // other helpers of the backend).

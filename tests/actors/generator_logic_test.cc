@@ -2,6 +2,7 @@
 // reasons, and behaviour logprobs equal to the model's own.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "actors/generator/generator_logic.h"
@@ -27,33 +28,46 @@ GenJob job(uint64_t id, int max_new) {
 }
 }  // namespace
 
-TEST_CASE("generator: a finished sequence is replaced at once (continuous batching)") {
-  GeneratorLogic g(tiny(1), 1, 2, /*eos*/ 100000, {});
+TEST_CASE("generator: prompts are fed while other sequences sample; a freed slot is refilled at once") {
+  // max_batch 1, prefill_cap 1, prompts of 5 tokens: job 1 feeds its prompt in steps 1-5 and
+  // samples in steps 6-7; job 2 starts feeding in step 6, next to job 1's sampling (sequentially
+  // it would start in step 8), and samples in steps 11-13.
+  GeneratorLogic g(tiny(1), 1, 1, /*eos*/ 100000, {}, 1);
   g.submit(job(1, 2));
-  g.submit(job(2, 6));
-  g.submit(job(3, 3));
-  int rounds = 0;
-  std::vector<uint64_t> finished;
-  while (!g.idle() && rounds < 50) {
+  g.submit(job(2, 3));
+  std::vector<std::pair<uint64_t, int>> finished;  // request, step
+  for (int step = 1; step <= 50 && !g.idle(); ++step) {
     for (auto& o : g.step()) {
-      finished.push_back(o.request_id);
+      finished.emplace_back(o.request_id, step);
       CHECK(o.finish == "length");
+      CHECK(o.tokens.size() == size_t(o.request_id == 1 ? 2 : 3));
       CHECK(o.tokens.size() == o.logprobs.size());
       CHECK(o.tokens.size() == o.versions.size());
     }
-    CHECK(g.live() <= 2);
-    ++rounds;
+    CHECK(g.live() <= 2);  // max_batch + prefill_cap
   }
-  // job 1 ends after 2 tokens; job 3 takes its slot immediately and ends before job 2
-  CHECK(finished == std::vector<uint64_t>{1, 3, 2});
-  CHECK(rounds == 6);
+  CHECK(finished == std::vector<std::pair<uint64_t, int>>{{1, 7}, {2, 13}});
+}
+
+TEST_CASE("generator: with more requests than slots, live sequences stay within max_batch + prefill_cap") {
+  GeneratorLogic g(tiny(1), 1, 2, /*eos*/ 100000, {}, 1);
+  for (uint64_t i = 1; i <= 6; ++i) g.submit(job(i, int(2 + i % 3)));
+  std::vector<uint64_t> finished;
+  for (int step = 0; step < 200 && !g.idle(); ++step) {
+    for (auto& o : g.step()) finished.push_back(o.request_id);
+    CHECK(g.live() <= 3);
+  }
+  std::sort(finished.begin(), finished.end());
+  CHECK(finished == std::vector<uint64_t>{1, 2, 3, 4, 5, 6});
 }
 
 TEST_CASE("generator: after a hot swap, tokens carry the version of the weights that computed them") {
   Model a = tiny(1), b = tiny(2);
   GeneratorLogic g(a, 1, 4, 100000, {});
   g.submit(job(1, 4));
-  g.step();  // token 0 from the prefill (version 1); the row for token 1 is computed by version 1
+  // 5 steps feed the prompt (the last computes token 0's distribution, version 1); the 6th samples
+  // token 0 and computes token 1's distribution, still with version 1. Then the swap.
+  for (int i = 0; i < 6; ++i) g.step();
   g.set_weights(b.params(), b.num_params(), 2);
   std::vector<GenOutput> out;
   while (!g.idle())

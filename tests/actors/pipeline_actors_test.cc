@@ -10,6 +10,7 @@
 
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
+#include "tests/actors/caf_test_system.h"
 #include "base/file.h"
 #include "model/tokenizer.h"
 
@@ -17,16 +18,7 @@ using namespace m1;
 
 namespace {
 
-struct TestSystem {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::scheduler::test_coordinator* sched = nullptr;
-  TestSystem() {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-  }
-};
+using test::TestSystem;
 
 // A rollout of `text` for an "add" prompt, as a generator would send it.
 msg::Bytes make_rollout(wire::Sender& s, uint64_t group, uint32_t index, const std::string& text) {

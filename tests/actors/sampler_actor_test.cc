@@ -15,6 +15,7 @@
 
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
+#include "tests/actors/caf_test_system.h"
 #include "base/file.h"
 #include "model/tokenizer.h"
 
@@ -22,16 +23,7 @@ using namespace m1;
 
 namespace {
 
-struct TestSystem {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::scheduler::test_coordinator* sched = nullptr;
-  TestSystem() {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-  }
-};
+using test::TestSystem;
 
 struct Log {
   std::vector<std::tuple<uint64_t, uint32_t, int, uint64_t, uint64_t>> gen;  // group, index, max_new, seed, min_version
@@ -44,7 +36,7 @@ struct Log {
 
 }  // namespace
 
-TEST_CASE("probe: sampler actor issues, judges with retries, persists, refills") {
+TEST_CASE("sampler actor: issues, judges with retries, persists, refills") {
   TestSystem ts;
   auto log = std::make_shared<Log>();
   wire::Sender gs{77, 1, 0};

@@ -42,19 +42,6 @@ std::vector<T> columns(const std::vector<T>& x, int rows, int ld, int c0, int c1
   return out;
 }
 
-// Round to bf16 (nearest even; finite inputs) and back.
-uint16_t bf16_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
-float bf16_value(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
 
 uint64_t seed_of(const Shape& s) { return 1000003ull * s.T + 1009ull * s.H + 101ull * s.Hkv + s.d; }
 

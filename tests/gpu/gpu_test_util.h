@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,21 @@ inline std::vector<float> random_vec(Rng& rng, size_t n, float lo = -1.f, float 
   std::vector<float> v(n);
   for (auto& x : v) x = lo + (hi - lo) * float(rng.uniform());
   return v;
+}
+
+// bf16 round-to-nearest-even on the host (finite inputs), and back: what the GPU's bf16 inputs
+// hold, so the oracle can run on the same rounded values.
+inline uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+inline float bf16_value(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 }
 
 inline std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }

@@ -41,18 +41,6 @@ std::vector<T> component(const std::vector<T>& x, int rows, int H, int d, int co
   return out;
 }
 
-uint16_t bf16_bits(float x) {  // round to nearest even, finite inputs
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
-float bf16_value(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
 
 constexpr int kBlocks[] = {1, 16, 64, 256, 100};
 

@@ -31,20 +31,6 @@ std::vector<int> random_ints(Rng& rng, size_t n, int lo, int hi) {  // uniform i
 // A device int buffer filled with a value no op writes, so a skipped element is noticed.
 DeviceBuffer<int> poisoned_ints(size_t n) { return DeviceBuffer<int>(std::vector<int>(n, -777)); }
 
-// bf16 round-to-nearest-even on the host (finite inputs), and back.
-uint16_t bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
-
-float bf16_value(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // The [rows, cols] block of a matrix with row stride ld.
 template <class T>
