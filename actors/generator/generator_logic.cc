@@ -120,10 +120,16 @@ std::vector<GenOutput> GeneratorLogic::step() {
     model_.decode_step(next.data(), states.data(), int(rows_of.size()), rows.data());
     for (size_t r = 0; r < rows_of.size(); ++r) {
       Slot& s = live_[rows_of[r]];
-      if (!s.sampling) ++s.fed;
+      if (!s.sampling) {
+        if (s.fed == 0) s.feed_version = version_;
+        ++s.fed;
+      }
       if (s.sampling || s.fed == s.job.prompt.size()) {
         s.row.assign(rows.begin() + r * V, rows.begin() + (r + 1) * V);
-        s.row_version = version_;
+        // The first token's distribution depends on every weights version that fed the prompt:
+        // it carries the oldest (a swap during feeding makes the rollout mixed-version, which
+        // the learner's same-version Pearson and the staleness rule must see).
+        s.row_version = s.sampling ? version_ : s.feed_version;
       }
     }
   }

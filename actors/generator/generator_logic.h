@@ -8,7 +8,7 @@
 // top-k, seeded per request), stops a sequence on eos, on its thinking budget, or on repetition
 // (RL.md: the last N sampled tokens each had probability > p), and runs one batched decode step.
 // Every sampled token records its behaviour logprob and the weights version that computed its
-// distribution; set_weights() between steps hot-swaps the weights (sequences in flight continue
+// distribution (the first token: the oldest version that fed the prompt); set_weights() between steps hot-swaps the weights (sequences in flight continue
 // with their decode state; their later tokens carry the new version).
 // Ownership: owns its Model copy. Not thread safe: one caller (the generator actor).
 #pragma once
@@ -72,6 +72,7 @@ class GeneratorLogic {
     DecodeState state;
     GenOutput out;
     size_t fed = 0;          // prompt tokens through the decoder so far
+    uint64_t feed_version = 0;  // weights version that fed the first prompt token
     bool sampling = false;   // holds a sampling slot (its prompt is fed)
     int next = 0;            // the token sampled this step (input of the decode step)
     std::vector<float> row;  // log-softmax to sample the next token from

@@ -76,6 +76,20 @@ TEST_CASE("generator: after a hot swap, tokens carry the version of the weights 
   CHECK(out[0].versions == std::vector<uint64_t>{1, 1, 2, 2});
 }
 
+TEST_CASE("generator: a swap while the prompt is fed makes the first token carry the older version") {
+  Model a = tiny(1), b = tiny(2);
+  GeneratorLogic g(a, 1, 4, 100000, {});
+  g.submit(job(1, 3));
+  g.step();  // prompt tokens 0 and 1 fed with version 1
+  g.step();
+  g.set_weights(b.params(), b.num_params(), 2);
+  std::vector<GenOutput> out;
+  while (!g.idle())
+    for (auto& o : g.step()) out.push_back(o);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].versions == std::vector<uint64_t>{1, 2, 2});
+}
+
 TEST_CASE("generator: behaviour logprobs equal the model's logprobs of the sampled tokens") {
   Model m = tiny(4);
   GeneratorLogic g(m, 1, 8, 100000, {});
