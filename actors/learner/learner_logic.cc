@@ -51,6 +51,9 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
     for (uint64_t v : r.versions) oldest = std::min(oldest, v);
   st.max_staleness = oldest == UINT64_MAX ? 0 : double(version_ - std::min(version_, oldest));
   double ent_sum = 0, ratio_sum = 0, clip_sum = 0;
+  score_old_versions(batch, &pb, &pl);
+  std::vector<float> before;  // this version's weights, kept for later stale rollouts
+  if (cfg_.pearson_history > 0) before.assign(model_.params(), model_.params() + model_.num_params());
   for (int k = 0; k < K; ++k) {
     const size_t b0 = batch.size() * size_t(k) / size_t(K), b1 = batch.size() * size_t(k + 1) / size_t(K);
     Batch b;
@@ -114,6 +117,10 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
     clip_sum += os.clip_fraction * N;
     st.tokens += N;
   }
+  if (cfg_.pearson_history > 0) {
+    history_.emplace_back(version_, std::move(before));
+    while (history_.size() > size_t(cfg_.pearson_history)) history_.pop_front();
+  }
   ++step_;
   ++version_;
   st.version = version_;
@@ -124,6 +131,41 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
   st.pearson_tokens = int(pb.size());
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return st;
+}
+
+void LearnerLogic::score_old_versions(const std::vector<TrainRollout>& batch, std::vector<double>* pb,
+                                      std::vector<double>* pl) {
+  if (history_.empty() || cfg_.pearson_max_rollouts <= 0) return;
+  int budget = cfg_.pearson_max_rollouts;
+  for (const auto& [v, params] : history_) {
+    Batch b;
+    std::vector<int> rows;
+    std::vector<float> blp;
+    for (const TrainRollout& r : batch) {
+      if (budget == 0) break;
+      bool all_v = !r.versions.empty();
+      for (uint64_t x : r.versions) all_v = all_v && x == v;
+      if (!all_v) continue;
+      std::vector<int> toks = r.prompt;
+      toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
+      const int t0 = b.size(), P = int(r.prompt.size());
+      b.add_segment(toks);
+      for (size_t j = 0; j < r.tokens.size(); ++j) {
+        rows.push_back(t0 + P - 1 + int(j));
+        blp.push_back(r.behavior_logprobs[j]);
+      }
+      --budget;
+    }
+    if (rows.empty()) continue;
+    if (!eval_) eval_ = std::make_unique<Model>(model_);
+    std::copy(params.begin(), params.end(), eval_->params());
+    ForwardOut out;
+    eval_->forward(b, *ws_, out);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      pb->push_back(std::exp(double(blp[i])));
+      pl->push_back(std::exp(double(out.logp[size_t(rows[i])])));
+    }
+  }
 }
 
 Status LearnerLogic::save(const std::string& dir) const {

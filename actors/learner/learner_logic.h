@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,13 @@ struct LearnerConfig {
   double weight_decay = 0.0;
   double clip = 1.0;          // global-norm clip (0 = off)
   uint64_t seed = 1;          // minibatch shuffling
+  // Train/inference correlation for stale rollouts: the weights of the last pearson_history
+  // versions are kept (one parameter copy each), and up to pearson_max_rollouts rollouts per
+  // batch that were generated wholly by one of them are scored with those weights (a forward
+  // pass per version). 0 = only rollouts of the learner's current version count. The history
+  // is not checkpointed: after a restart it refills as versions are trained.
+  int pearson_history = 0;
+  int pearson_max_rollouts = 16;
 };
 
 struct LearnerStats {
@@ -71,7 +80,12 @@ class LearnerLogic {
   Model model_;
   LearnerConfig cfg_;
   std::vector<float> m_, v_, grads_;
+  // Adds rollouts generated wholly by a kept older version to the correlation series.
+  void score_old_versions(const std::vector<TrainRollout>& batch, std::vector<double>* pb, std::vector<double>* pl);
+
   uint64_t version_ = 0, step_ = 0, adam_step_ = 0;
+  std::deque<std::pair<uint64_t, std::vector<float>>> history_;  // (version, parameters), oldest first
+  std::unique_ptr<Model> eval_;                                  // scores old versions
   Rng rng_;
   Workspace* ws_;
 };

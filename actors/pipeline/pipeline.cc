@@ -87,6 +87,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   lc.clip = c.clip;
   lc.weight_decay = c.weight_decay;
   lc.seed = c.seed;
+  lc.pearson_history = c.max_staleness;  // every admitted stale version can be scored
   auto learner = std::make_shared<LearnerLogic>(base, lc);
   const std::string ckroot = path_join(c.run_dir, "checkpoints");
   M1_RETURN_IF_ERROR(make_dirs(ckroot));

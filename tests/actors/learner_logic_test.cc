@@ -103,6 +103,50 @@ TEST_CASE("learner: checkpoint save and load restore weights, optimizer and vers
   remove_all(dir);
 }
 
+TEST_CASE("learner: with a version history, rollouts of an older version enter the correlation") {
+  Model m = tiny();
+  const std::vector<int> prompt = {256, 49, 43, 50, 61};
+  // Rollouts sampled by version 0: behaviour logprobs = version 0's own.
+  std::vector<TrainRollout> batch;
+  Batch bb;
+  const std::vector<std::vector<int>> resps = {{51, 257}, {52, 257}, {53, 54, 257}};
+  for (size_t i = 0; i < resps.size(); ++i) {
+    batch.push_back({1, prompt, resps[i], {}, std::vector<uint64_t>(resps[i].size(), 0), i % 2 ? -1.0f : 1.0f});
+    std::vector<int> t = prompt;
+    t.insert(t.end(), resps[i].begin(), resps[i].end());
+    bb.add_segment(t);
+  }
+  Workspace* ws = new_workspace();
+  ForwardOut o;
+  m.forward(bb, *ws, o);
+  delete_workspace(ws);
+  for (size_t i = 0; i < batch.size(); ++i)
+    for (size_t j = 0; j < resps[i].size(); ++j)
+      batch[i].behavior_logprobs.push_back(o.logp[size_t(bb.seg[int(i)]) + prompt.size() - 1 + j]);
+  for (int history : {0, 2}) {
+    CAPTURE(history);
+    LearnerConfig lc;
+    lc.lr = 1e-2;
+    lc.pearson_history = history;
+    lc.pearson_max_rollouts = 2;
+    LearnerLogic L(m, lc);
+    LearnerStats s0 = L.train(batch);  // version 0: on-version
+    CHECK(s0.pearson_tokens == 7);
+    LearnerStats s1 = L.train(batch);  // version 1 now; the rollouts are one version old
+    LearnerStats s2 = L.train(batch);  // two versions old
+    if (history == 0) {
+      CHECK(s1.pearson_tokens == 0);
+      CHECK(std::isnan(s1.pearson));
+    } else {
+      // scored with version 0's kept weights: the same probabilities the "generator" recorded
+      CHECK(s1.pearson_tokens == 4);  // the first pearson_max_rollouts = 2 rollouts: 2 + 2 tokens
+      CHECK(s1.pearson == doctest::Approx(1.0).epsilon(1e-5));
+      CHECK(s2.pearson_tokens == 4);
+      CHECK(s2.pearson == doctest::Approx(1.0).epsilon(1e-5));
+    }
+  }
+}
+
 TEST_CASE("pearson: perfect, anti and undefined correlation") {
   CHECK(pearson({1, 2, 3}, {2, 4, 6}) == doctest::Approx(1.0));
   CHECK(pearson({1, 2, 3}, {3, 2, 1}) == doctest::Approx(-1.0));
