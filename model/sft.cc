@@ -46,13 +46,6 @@ class TaskStream {
   int min_d_, max_d_;
 };
 
-std::vector<int> prompt_tokens(const Tokenizer& tok, const std::string& prompt) {
-  std::vector<int> t = {tok.bos_id()};
-  auto p = tok.encode(prompt);
-  t.insert(t.end(), p.begin(), p.end());
-  return t;
-}
-
 double lr_at(const SftConfig& c, int64_t step) {
   if (step < c.warmup) return c.lr * double(step + 1) / std::max(1.0, c.warmup);
   const double prog = double(step - c.warmup) / std::max(1.0, double(c.steps) - c.warmup);
@@ -145,7 +138,7 @@ EvalResult evaluate_tasks(const Model& m, const Tokenizer& tok, const std::vecto
   for (int i = 0; i < n; ++i) {
     ex.push_back(stream.next());
     GenRequest r;
-    r.prompt = prompt_tokens(tok, ex.back().prompt);
+    r.prompt = encode_prompt(tok, ex.back().prompt);
     r.max_new = max_new;
     r.sampling.temperature = 0;
     reqs.push_back(std::move(r));
@@ -232,7 +225,7 @@ Status run_sft(const SftConfig& c, SftReport* report) {
         --i;
         continue;
       }
-      std::vector<int> toks = prompt_tokens(tok, ex.prompt);
+      std::vector<int> toks = encode_prompt(tok, ex.prompt);
       const int plen = int(toks.size());
       auto resp = tok.encode(ex.demonstration);
       toks.insert(toks.end(), resp.begin(), resp.end());

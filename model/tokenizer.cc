@@ -66,4 +66,11 @@ int ByteTokenizer::special_id(const std::string& markup) const {
   return -1;
 }
 
+std::vector<int> encode_prompt(const Tokenizer& tok, const std::string& text) {
+  std::vector<int> t = {tok.bos_id()};
+  const std::vector<int> p = tok.encode(text);
+  t.insert(t.end(), p.begin(), p.end());
+  return t;
+}
+
 }  // namespace m1

@@ -28,6 +28,9 @@ class Tokenizer {
   virtual int special_id(const std::string& markup) const = 0;
 };
 
+// A prompt as the model sees it: <bos> followed by encode(text).
+std::vector<int> encode_prompt(const Tokenizer& tok, const std::string& text);
+
 // Byte-level tokenizer: 256 byte ids followed by the specials, in this order:
 // <bos> <eos> <pad> <think> </think> <answer> </answer>.  vocab_size() = 263.
 class ByteTokenizer final : public Tokenizer {

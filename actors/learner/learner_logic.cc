@@ -10,6 +10,31 @@
 
 namespace m1 {
 
+namespace {
+
+// Appends rollout r as one segment (prompt + response) and, for each response token j, the row of
+// the batch whose logp scores it (the position before it) and its behaviour logprob.
+void add_rollout(Batch* b, const TrainRollout& r, std::vector<int>* rows, std::vector<float>* blp) {
+  std::vector<int> toks = r.prompt;
+  toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
+  const int t0 = b->size(), P = int(r.prompt.size());
+  b->add_segment(toks);
+  for (size_t j = 0; j < r.tokens.size(); ++j) {
+    rows->push_back(t0 + P - 1 + int(j));
+    blp->push_back(r.behavior_logprobs[j]);
+  }
+}
+
+// True when every token of r was sampled by weights version v.
+bool wholly_of(const TrainRollout& r, uint64_t v) {
+  if (r.versions.empty()) return false;
+  for (uint64_t x : r.versions)
+    if (x != v) return false;
+  return true;
+}
+
+}  // namespace
+
 double pearson(const std::vector<double>& x, const std::vector<double>& y) {
   const size_t n = x.size();
   if (n < 2 || y.size() != n) return NAN;
@@ -53,7 +78,13 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
   double ent_sum = 0, ratio_sum = 0, clip_sum = 0;
   score_old_versions(batch, &pb, &pl);
   std::vector<float> before;  // this version's weights, kept for later stale rollouts
-  if (cfg_.pearson_history > 0) before.assign(model_.params(), model_.params() + model_.num_params());
+  if (cfg_.pearson_history > 0) {
+    if (history_.size() >= size_t(cfg_.pearson_history)) {  // reuse the oldest snapshot's buffer
+      before = std::move(history_.front().second);
+      history_.pop_front();
+    }
+    before.assign(model_.params(), model_.params() + model_.num_params());
+  }
   for (int k = 0; k < K; ++k) {
     const size_t b0 = batch.size() * size_t(k) / size_t(K), b1 = batch.size() * size_t(k + 1) / size_t(K);
     Batch b;
@@ -63,21 +94,13 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
     std::vector<bool> same_version;
     for (size_t oi = b0; oi < b1; ++oi) {
       const TrainRollout& r = batch[order[oi]];
-      std::vector<int> toks = r.prompt;
-      toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
-      const int t0 = b.size(), P = int(r.prompt.size());
-      b.add_segment(toks);
+      add_rollout(&b, r, &rows, &blp);
       // The correlation compares like with like: only rollouts generated entirely by this
       // version (a hot-swapped sequence carries state computed by older weights).
-      bool all_current = true;
-      for (uint64_t v : r.versions) all_current = all_current && v == version_;
-      for (size_t j = 0; j < r.tokens.size(); ++j) {
-        rows.push_back(t0 + P - 1 + int(j));
-        seq.push_back(S);
-        blp.push_back(r.behavior_logprobs[j]);
-        adv.push_back(r.advantage);
-        same_version.push_back(all_current);
-      }
+      const bool all_current = wholly_of(r, version_);
+      seq.resize(rows.size(), S);
+      adv.resize(rows.size(), r.advantage);
+      same_version.resize(rows.size(), all_current);
       ++S;
     }
     ForwardOut out;
@@ -143,17 +166,8 @@ void LearnerLogic::score_old_versions(const std::vector<TrainRollout>& batch, st
     std::vector<float> blp;
     for (const TrainRollout& r : batch) {
       if (budget == 0) break;
-      bool all_v = !r.versions.empty();
-      for (uint64_t x : r.versions) all_v = all_v && x == v;
-      if (!all_v) continue;
-      std::vector<int> toks = r.prompt;
-      toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
-      const int t0 = b.size(), P = int(r.prompt.size());
-      b.add_segment(toks);
-      for (size_t j = 0; j < r.tokens.size(); ++j) {
-        rows.push_back(t0 + P - 1 + int(j));
-        blp.push_back(r.behavior_logprobs[j]);
-      }
+      if (!wholly_of(r, v)) continue;
+      add_rollout(&b, r, &rows, &blp);
       --budget;
     }
     if (rows.empty()) continue;

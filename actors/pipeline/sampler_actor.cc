@@ -86,10 +86,9 @@ struct Window {
 
 Curriculum make_curriculum(const RunConfig& c) {
   Curriculum cur;
-  // ramp_steps = 0 means always max_difficulty (start_max is then irrelevant).
-  const DifficultySchedule sched = DifficultySchedule::linear(
-      c.min_difficulty, c.difficulty_ramp_steps > 0 ? c.start_max_difficulty : c.max_difficulty,
-      c.max_difficulty, c.difficulty_ramp_steps);
+  // ramp_steps = 0 means always max_difficulty (DifficultySchedule: start_max is then unused).
+  const DifficultySchedule sched = DifficultySchedule::linear(c.min_difficulty, c.start_max_difficulty,
+                                                              c.max_difficulty, c.difficulty_ramp_steps);
   for (const std::string& t : c.tasks) {
     auto src = BuiltinPromptSource::create(t, sched);
     if (!src.is_ok()) {
@@ -237,9 +236,7 @@ void SamplerShell::send_group(const IssuedGroup& g) {
   w.info.prompt = g.prompt.text;
   w.info.reference = g.prompt.reference;
   w.info.group_size = c.group_size;
-  w.info.prompt_tokens = {tok_.bos_id()};
-  const std::vector<int> enc = tok_.encode(g.prompt.text);
-  w.info.prompt_tokens.insert(w.info.prompt_tokens.end(), enc.begin(), enc.end());
+  w.info.prompt_tokens = encode_prompt(tok_, g.prompt.text);
   w.rollouts.resize(g.rollouts.size());
   const uint64_t staleness = uint64_t(c.max_staleness);
   const uint64_t min_version = g.issue_version > staleness ? g.issue_version - staleness : 0;

@@ -255,8 +255,7 @@ int bench_generator(const std::string& config, int batch, int threads, double se
       p.dataset = "bench";
       p.prompt = std::to_string(f->rng.below(100)) + "+" + std::to_string(f->rng.below(100)) + "=";
       p.group_size = 1;
-      p.prompt_tokens = {tok.bos_id()};
-      for (int t : tok.encode(p.prompt)) p.prompt_tokens.push_back(t);
+      p.prompt_tokens = encode_prompt(tok, p.prompt);
       self->send(f->gen, pipe::gen_atom::value,
                  wire::generation_request(f->sender, p, f->next_id++, 0, max_new, 1.0f, 1.0f, f->rng.next_u64(), 0,
                                           pipe::generator_id(0)));

@@ -242,9 +242,7 @@ int generate(const std::string& dir, const std::string& prompt, int max_new, dou
     return fail(Status::errorf("{}: vocab_size {} is smaller than the byte tokenizer's {}", dir,
                                m->config().vocab_size, tok.vocab_size()));
   GenRequest r;
-  r.prompt = {tok.bos_id()};
-  auto p = tok.encode(prompt);
-  r.prompt.insert(r.prompt.end(), p.begin(), p.end());
+  r.prompt = encode_prompt(tok, prompt);
   r.max_new = max_new;
   r.sampling.temperature = float(temperature);
   r.sampling.top_p = float(top_p);
