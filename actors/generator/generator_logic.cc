@@ -1,6 +1,7 @@
 #include "actors/generator/generator_logic.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -51,22 +52,51 @@ std::vector<GenOutput> GeneratorLogic::step() {
   //    queued requests start feeding their prompts while fewer than prefill_cap_ sequences wait
   //    (feeding, or fed and waiting for a sampling slot).
   int sampling = 0, waiting = 0;
-  for (const Slot& s : live_) s.sampling ? ++sampling : ++waiting;
-  for (Slot& s : live_)
-    if (!s.sampling && s.fed == s.job.prompt.size() && sampling < max_batch_) {
-      s.sampling = true;
-      ++sampling;
+  for (const Slot& s : live_)
+    if (s.sampling) ++sampling;
+    else if (!s.follower) ++waiting;
+  for (Slot& s : live_) {
+    if (s.sampling || sampling >= max_batch_) continue;
+    if (s.follower) {
+      if (!s.share->ready) continue;
+      s.state = s.share->state;
+      s.row = s.share->row;
+      s.row_version = s.share->version;
+      s.fed = s.job.prompt.size();
+      s.share.reset();
+    } else if (s.fed == s.job.prompt.size()) {
       --waiting;
+    } else {
+      continue;
     }
-  while (!queue_.empty() && waiting < prefill_cap_) {
+    s.sampling = true;
+    ++sampling;
+  }
+  while (!queue_.empty()) {
+    std::shared_ptr<SharedPrompt> lead;
+    for (const Slot& s : live_)
+      if (s.share && !s.share->closed && s.share->prompt == queue_.front().prompt &&
+          (!s.share->ready || s.share->version == version_)) {
+        lead = s.share;
+        break;
+      }
+    if (!lead && waiting >= prefill_cap_) break;
     Slot s;
     s.job = std::move(queue_.front());
     queue_.pop_front();
     s.rng.reseed(s.job.seed);
     s.out.request_id = s.job.request_id;
-    s.state = model_.new_state();
+    if (lead) {
+      s.share = std::move(lead);
+      s.follower = true;
+      shared_ += s.job.prompt.size();
+    } else {
+      s.state = model_.new_state();
+      s.share = std::make_shared<SharedPrompt>();
+      s.share->prompt = s.job.prompt;
+      ++waiting;
+    }
     live_.push_back(std::move(s));
-    ++waiting;
   }
   // 2. Sample one token per sampling sequence; finished ones leave.
   std::vector<GenOutput> done;
@@ -107,7 +137,7 @@ std::vector<GenOutput> GeneratorLogic::step() {
     Slot& s = live_[i];
     if (s.sampling) {
       next.push_back(s.next);
-    } else if (s.fed < s.job.prompt.size()) {
+    } else if (!s.follower && s.fed < s.job.prompt.size()) {
       next.push_back(s.job.prompt[s.fed]);
     } else {
       continue;  // ready: its row waits for a sampling slot
@@ -117,12 +147,17 @@ std::vector<GenOutput> GeneratorLogic::step() {
   }
   if (!rows_of.empty()) {
     std::vector<float> rows(rows_of.size() * size_t(V));
+    const auto t0 = std::chrono::steady_clock::now();
     model_.decode_step(next.data(), states.data(), int(rows_of.size()), rows.data());
+    decode_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++steps_;
+    rows_ += rows_of.size();
     for (size_t r = 0; r < rows_of.size(); ++r) {
       Slot& s = live_[rows_of[r]];
       if (!s.sampling) {
         if (s.fed == 0) s.feed_version = version_;
         ++s.fed;
+        ++fed_;
       }
       if (s.sampling || s.fed == s.job.prompt.size()) {
         s.row.assign(rows.begin() + r * V, rows.begin() + (r + 1) * V);
@@ -130,6 +165,18 @@ std::vector<GenOutput> GeneratorLogic::step() {
         // it carries the oldest (a swap during feeding makes the rollout mixed-version, which
         // the learner's same-version Pearson and the staleness rule must see).
         s.row_version = s.sampling ? version_ : s.feed_version;
+      }
+      if (!s.sampling && s.fed == s.job.prompt.size() && s.share) {
+        // The leader is fed: its followers start from here.
+        if (s.share.use_count() > 1) {
+          s.share->state = s.state;
+          s.share->row = s.row;
+          s.share->version = s.row_version;
+          s.share->ready = true;
+        } else {
+          s.share->closed = true;
+        }
+        s.share.reset();
       }
     }
   }

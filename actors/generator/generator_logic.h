@@ -10,11 +10,17 @@
 // Every sampled token records its behaviour logprob and the weights version that computed its
 // distribution (the first token: the oldest version that fed the prompt); set_weights() between steps hot-swaps the weights (sequences in flight continue
 // with their decode state; their later tokens carry the new version).
+// Shared prompts: a request whose prompt equals that of a sequence still feeding (the G samples
+// of a group arrive together) does not feed it again: it follows that leader and, once the leader
+// has fed the prompt, starts from a copy of the leader's decode state and first distribution
+// (same weights, same tokens: the same numbers a feed of its own would give, without the rows).
+// A follower holds no rows and no state until it samples; it does not count against prefill_cap.
 // Ownership: owns its Model copy. Not thread safe: one caller (the generator actor).
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,8 +54,8 @@ struct RepetitionStop {
 class GeneratorLogic {
  public:
   // max_batch: sequences sampling at once (≥ 1). prefill_cap: sequences feeding their prompts or
-  // waiting for a sampling slot (≥ 1; 0 = max(1, max_batch / 2)). So at most max_batch +
-  // prefill_cap sequences are live, and a decode step has at most that many rows.
+  // waiting for a sampling slot (≥ 1; 0 = max(1, max_batch / 2)). So a decode step has at most
+  // max_batch + prefill_cap rows (followers of a shared prompt wait without rows).
   GeneratorLogic(Model model, uint64_t version, int max_batch, int eos_id, RepetitionStop rep, int prefill_cap = 0);
   void submit(GenJob job);
   // One scheduling round; returns the sequences that finished in it.
@@ -64,10 +70,26 @@ class GeneratorLogic {
   uint64_t version() const { return version_; }
   const Model& model() const { return model_; }
   uint64_t tokens_generated() const { return tokens_; }
+  uint64_t prompt_tokens_fed() const { return fed_; }        // prompt rows through the decoder
+  uint64_t prompt_tokens_shared() const { return shared_; }  // prompt tokens followers did not feed
+  uint64_t decode_steps() const { return steps_; }          // batched decode steps run
+  uint64_t decode_rows() const { return rows_; }            // rows over those steps
+  double decode_seconds() const { return decode_s_; }       // wall time inside Model::decode_step
 
  private:
+  // A leader's prompt, shared with its followers: open until the leader is fed; then `ready`
+  // (snapshot taken, when followers exist) or closed.
+  struct SharedPrompt {
+    std::vector<int> prompt;
+    bool ready = false, closed = false;
+    DecodeState state;       // after the whole prompt
+    std::vector<float> row;  // the first token's log-softmax
+    uint64_t version = 0;    // the oldest weights version that fed the prompt
+  };
   struct Slot {
     GenJob job;
+    std::shared_ptr<SharedPrompt> share;  // leader or follower of a shared prompt; null: neither
+    bool follower = false;
     Rng rng;
     DecodeState state;
     GenOutput out;
@@ -85,7 +107,8 @@ class GeneratorLogic {
   RepetitionStop rep_;
   std::deque<GenJob> queue_;
   std::vector<Slot> live_;
-  uint64_t tokens_ = 0;
+  uint64_t tokens_ = 0, fed_ = 0, shared_ = 0, steps_ = 0, rows_ = 0;
+  double decode_s_ = 0;
 };
 
 }  // namespace m1

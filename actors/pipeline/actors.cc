@@ -28,7 +28,7 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
     std::unordered_map<uint64_t, msg::Bytes> requests;  // request id → the verified request
     uint64_t tokens_reported = 0;
     std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
-    double busy_s = 0;
+    double busy_s = 0, busy_total_s = 0;
   };
   auto st = std::make_shared<State>();
   st->sender = {a.id, a.incarnation, 0};
@@ -66,7 +66,9 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
       [=](tick_atom) {
         const auto t0 = std::chrono::steady_clock::now();
         std::vector<GenOutput> outs = a.logic->step();
-        st->busy_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        st->busy_s += dt;
+        st->busy_total_s += dt;
         for (GenOutput& o : outs) {
           auto it = st->requests.find(o.request_id);
           if (it == st->requests.end()) continue;
@@ -97,6 +99,12 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
         json j = {{"tokens", toks},
                   {"tokens_per_s", toks / std::max(secs, 1e-9)},
                   {"tokens_per_busy_s", toks / std::max(st->busy_s, 1e-9)},
+                  {"prompt_tokens_fed", a.logic->prompt_tokens_fed()},
+                  {"decode_steps", a.logic->decode_steps()},
+                  {"decode_rows", a.logic->decode_rows()},
+                  {"decode_seconds", a.logic->decode_seconds()},
+                  {"busy_seconds", st->busy_total_s},
+                  {"prompt_tokens_shared", a.logic->prompt_tokens_shared()},
                   {"live", a.logic->live()},
                   {"queued", a.logic->queued()},
                   {"version", a.logic->version()}};

@@ -240,9 +240,10 @@ void SamplerShell::send_group(const IssuedGroup& g) {
   w.rollouts.resize(g.rollouts.size());
   const uint64_t staleness = uint64_t(c.max_staleness);
   const uint64_t min_version = g.issue_version > staleness ? g.issue_version - staleness : 0;
+  // A whole group goes to one generator (round robin over groups): its samples share one prompt feed.
+  const size_t gi = rr_gen_++ % a_.generators.size();
   for (const IssuedRollout& r : g.rollouts) {
     w.request_ids.push_back(r.request_id);
-    const size_t gi = rr_gen_++ % a_.generators.size();
     msg::Bytes rq = wire::generation_request(sender_, w.info, r.request_id, r.index, int(g.max_new),
                                              float(c.temperature), float(c.top_p), r.seed,
                                              min_version, generator_id(gi));

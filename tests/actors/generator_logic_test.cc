@@ -18,10 +18,12 @@ Model tiny(uint64_t seed) {
   m.init_random(seed);
   return m;
 }
+// Request id's prompt: distinct for ids 1..9 (no sharing) unless the test sets it.
+std::vector<int> prompt_of(uint64_t id) { return {256, 48 + int(id % 10), 43, 50, 61}; }
 GenJob job(uint64_t id, int max_new) {
   GenJob j;
   j.request_id = id;
-  j.prompt = {256, 49, 43, 50, 61};
+  j.prompt = prompt_of(id);
   j.max_new = max_new;
   j.seed = id;
   return j;
@@ -101,7 +103,7 @@ TEST_CASE("generator: behaviour logprobs equal the model's logprobs of the sampl
   double maxdiff = 0;
   for (auto& o : out) {
     Batch b;
-    std::vector<int> t = {256, 49, 43, 50, 61};
+    std::vector<int> t = prompt_of(o.request_id);
     t.insert(t.end(), o.tokens.begin(), o.tokens.end());
     b.add_segment(t);
     Workspace* ws = new_workspace();
@@ -124,4 +126,116 @@ TEST_CASE("generator: repetition stop ends a sequence whose last n tokens were a
   REQUIRE(out.size() == 1);
   CHECK(out[0].finish == "repetition");
   CHECK(out[0].tokens.size() == 3);
+}
+
+namespace {
+// Runs g to idle; outputs in finishing order.
+std::vector<GenOutput> drain(GeneratorLogic& g) {
+  std::vector<GenOutput> out;
+  for (int step = 0; step < 1000 && !g.idle(); ++step)
+    for (auto& o : g.step()) out.push_back(std::move(o));
+  return out;
+}
+double max_logprob_error(const Model& m, const std::vector<int>& prompt, const std::vector<GenOutput>& out) {
+  double maxdiff = 0;
+  for (auto& o : out) {
+    Batch b;
+    std::vector<int> t = prompt;
+    t.insert(t.end(), o.tokens.begin(), o.tokens.end());
+    b.add_segment(t);
+    Workspace* ws = new_workspace();
+    ForwardOut f;
+    m.forward(b, *ws, f);
+    delete_workspace(ws);
+    for (size_t j = 0; j < o.tokens.size(); ++j)
+      maxdiff = std::max(maxdiff, std::fabs(double(o.logprobs[j]) - f.logp[prompt.size() - 1 + j]));
+  }
+  return maxdiff;
+}
+}  // namespace
+
+TEST_CASE("generator: a group's shared prompt is fed once; every sample keeps its own seed and exact logprobs") {
+  Model m = tiny(4);
+  GeneratorLogic g(m, 1, 8, 100000, {}, 1);
+  const std::vector<int> p = {256, 52, 43, 55, 61};
+  for (uint64_t i = 1; i <= 6; ++i) {
+    GenJob j = job(i, 6);
+    j.prompt = p;
+    g.submit(j);
+  }
+  g.submit(job(7, 6));  // a different prompt feeds its own
+  const auto out = drain(g);
+  REQUIRE(out.size() == 7);
+  CHECK(g.prompt_tokens_fed() == 10);    // two prompts of 5, once each
+  CHECK(g.prompt_tokens_shared() == 25);  // five followers
+  std::vector<GenOutput> group, other;
+  for (auto& o : out) (o.request_id <= 6 ? group : other).push_back(o);
+  CHECK(max_logprob_error(m, p, group) < 1e-4);
+  int distinct = 0;  // different seeds sample different continuations (6 tokens of a 263-id vocab)
+  for (size_t a = 0; a < group.size(); ++a)
+    for (size_t b = a + 1; b < group.size(); ++b) distinct += group[a].tokens != group[b].tokens;
+  CHECK(distinct == 15);
+  CHECK(max_logprob_error(m, prompt_of(7), other) < 1e-4);
+}
+
+TEST_CASE("generator: followers wait for sampling slots; decode rows stay within max_batch + prefill_cap") {
+  // max_batch 2, prefill_cap 1, 5 samples of one prompt: the prompt is fed once (steps 1-5), two
+  // samples take the slots, the other three start from the shared state as slots free up.
+  GeneratorLogic g(tiny(1), 1, 2, 100000, {}, 1);
+  for (uint64_t i = 1; i <= 5; ++i) {
+    GenJob j = job(i, 3);
+    j.prompt = prompt_of(1);
+    g.submit(j);
+  }
+  std::vector<std::pair<uint64_t, int>> finished;
+  for (int step = 1; step <= 100 && !g.idle(); ++step)
+    for (auto& o : g.step()) finished.emplace_back(o.request_id, step);
+  // 1, 2 sample in steps 6-8; 3, 4 in 9-11; 5 in 12-14.
+  CHECK(finished == std::vector<std::pair<uint64_t, int>>{{1, 8}, {2, 8}, {3, 11}, {4, 11}, {5, 14}});
+  CHECK(g.prompt_tokens_fed() == 5);
+}
+
+TEST_CASE("generator: a swap while the leader feeds reaches its followers' first tokens; later arrivals feed afresh") {
+  Model a = tiny(1), b = tiny(2);
+  GeneratorLogic g(a, 1, 4, 100000, {}, 1);
+  GenJob j1 = job(1, 3), j2 = job(2, 3);
+  j2.prompt = j1.prompt;
+  g.submit(j1);
+  g.submit(j2);
+  g.step();  // prompt token 0 fed with version 1
+  g.set_weights(b.params(), b.num_params(), 2);
+  auto out = drain(g);
+  REQUIRE(out.size() == 2);
+  for (auto& o : out) CHECK(o.versions == std::vector<uint64_t>{1, 2, 2});
+  CHECK(g.prompt_tokens_fed() == 5);
+  // The shares are gone with their sequences: the same prompt now feeds again, with version 2.
+  GenJob j3 = job(3, 2);
+  j3.prompt = j1.prompt;
+  g.submit(j3);
+  out = drain(g);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].versions == std::vector<uint64_t>{2, 2});
+  CHECK(g.prompt_tokens_fed() == 10);
+  CHECK(max_logprob_error(b, j1.prompt, out) < 1e-4);
+}
+
+TEST_CASE("generator: a follower arriving after a swap does not take a snapshot of older weights") {
+  Model a = tiny(1), b = tiny(2);
+  GeneratorLogic g(a, 1, 1, 100000, {}, 1);
+  GenJob j1 = job(1, 4), j2 = job(2, 4);
+  j2.prompt = j1.prompt;
+  g.submit(j1);
+  g.submit(j2);
+  for (int i = 0; i < 6; ++i) g.step();  // fed (v1), snapshot ready; 1 samples, 2 waits for the slot
+  g.set_weights(b.params(), b.num_params(), 2);
+  GenJob j3 = job(3, 2);
+  j3.prompt = j1.prompt;
+  g.submit(j3);  // the ready snapshot is of version 1: 3 feeds its own prompt with version 2
+  auto out = drain(g);
+  REQUIRE(out.size() == 3);
+  for (auto& o : out) {
+    if (o.request_id == 2) CHECK(o.versions.front() == 1);  // the snapshot's version
+    if (o.request_id == 3) CHECK(o.versions == std::vector<uint64_t>{2, 2});
+  }
+  CHECK(g.prompt_tokens_fed() == 10);
 }

@@ -17,7 +17,7 @@ int generate(const std::string& dir, const std::string& prompt, int max_new, dou
              int top_k, uint64_t seed);
 int bench_replay(int groups, bool json);
 int bench_model(const std::string& config, bool json, int threads);
-int bench_generator(const std::string& config, int batch, int threads, double seconds, bool json);
+int bench_generator(const std::string& config, int batch, int threads, int group, double seconds, bool json);
 int sft(const std::string& config);
 struct ReplayLsArgs {
   std::string status, task;

@@ -90,16 +90,18 @@ int main(int argc, char** argv) {
     auto* g = bench->add_subcommand("generator",
                                     "the generator actor's tokens/s against Model::decode_step at the same batch");
     static std::string gconfig;
-    static int gbatch = 32, gthreads = 1;
+    static int gbatch = 32, gthreads = 1, ggroup = 8;
     static double gseconds = 10;
     static bool gjson = false;
     g->add_option("--config", gconfig, "config.json")->required();
     g->add_option("--batch", gbatch, "sequences decoded together (the generator's max_batch)")
         ->check(CLI::Range(1, 4096));
     g->add_option("--threads", gthreads, "kernel threads")->check(CLI::Range(1, 256));
+    g->add_option("--group", ggroup, "requests per prompt (the sampler's group_size; the demo's is 8)")
+        ->check(CLI::Range(1, 4096));
     g->add_option("--seconds", gseconds, "how long to keep the generator busy")->check(CLI::Range(0.1, 3600.0));
     g->add_flag("--json", gjson, "print JSON");
-    g->callback([&] { rc = m1::cli::bench_generator(gconfig, gbatch, gthreads, gseconds, gjson); });
+    g->callback([&] { rc = m1::cli::bench_generator(gconfig, gbatch, gthreads, ggroup, gseconds, gjson); });
   }
   {
     auto* c = app.add_subcommand("sft", "supervised fine-tuning on the built-in tasks");
