@@ -59,8 +59,13 @@ std::vector<GenOutput> GeneratorLogic::step() {
     if (s.sampling || sampling >= max_batch_) continue;
     if (s.follower) {
       if (!s.share->ready) continue;
-      s.state = s.share->state;
-      s.row = s.share->row;
+      if (s.share.use_count() == 1) {  // the last follower takes the snapshot
+        s.state = std::move(s.share->state);
+        s.row = std::move(s.share->row);
+      } else {
+        s.state = s.share->state;
+        s.row = s.share->row;
+      }
       s.row_version = s.share->version;
       s.fed = s.job.prompt.size();
       s.share.reset();
@@ -75,8 +80,7 @@ std::vector<GenOutput> GeneratorLogic::step() {
   while (!queue_.empty()) {
     std::shared_ptr<SharedPrompt> lead;
     for (const Slot& s : live_)
-      if (s.share && !s.share->closed && s.share->prompt == queue_.front().prompt &&
-          (!s.share->ready || s.share->version == version_)) {
+      if (s.share && s.share->version == version_ && s.share->prompt == queue_.front().prompt) {
         lead = s.share;
         break;
       }
@@ -94,6 +98,7 @@ std::vector<GenOutput> GeneratorLogic::step() {
       s.state = model_.new_state();
       s.share = std::make_shared<SharedPrompt>();
       s.share->prompt = s.job.prompt;
+      s.share->version = version_;
       ++waiting;
     }
     live_.push_back(std::move(s));
@@ -167,14 +172,12 @@ std::vector<GenOutput> GeneratorLogic::step() {
         s.row_version = s.sampling ? version_ : s.feed_version;
       }
       if (!s.sampling && s.fed == s.job.prompt.size() && s.share) {
-        // The leader is fed: its followers start from here.
+        // The leader is fed: its followers start from here (with no followers the share dies).
         if (s.share.use_count() > 1) {
           s.share->state = s.state;
           s.share->row = s.row;
           s.share->version = s.row_version;
           s.share->ready = true;
-        } else {
-          s.share->closed = true;
         }
         s.share.reset();
       }

@@ -77,14 +77,15 @@ class GeneratorLogic {
   double decode_seconds() const { return decode_s_; }       // wall time inside Model::decode_step
 
  private:
-  // A leader's prompt, shared with its followers: open until the leader is fed; then `ready`
-  // (snapshot taken, when followers exist) or closed.
+  // A leader's prompt, shared with its followers. A request may follow it only while the weights
+  // are those the leader started feeding with (so a follower's first token is never older than a
+  // feed of its own would give); `ready` once the leader is fed and the snapshot taken.
   struct SharedPrompt {
     std::vector<int> prompt;
-    bool ready = false, closed = false;
+    bool ready = false;
     DecodeState state;       // after the whole prompt
     std::vector<float> row;  // the first token's log-softmax
-    uint64_t version = 0;    // the oldest weights version that fed the prompt
+    uint64_t version = 0;    // weights version at the leader's start; at the snapshot, the oldest that fed it
   };
   struct Slot {
     GenJob job;

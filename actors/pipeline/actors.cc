@@ -29,6 +29,7 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
     uint64_t tokens_reported = 0;
     std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
     double busy_s = 0, busy_total_s = 0;
+    uint64_t steps_reported = 0, rows_reported = 0;
   };
   auto st = std::make_shared<State>();
   st->sender = {a.id, a.incarnation, 0};
@@ -96,6 +97,8 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
         const double secs =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - st->since).count();
         const uint64_t toks = a.logic->tokens_generated() - st->tokens_reported;
+        const uint64_t steps = a.logic->decode_steps() - st->steps_reported;
+        const uint64_t rows = a.logic->decode_rows() - st->rows_reported;
         json j = {{"tokens", toks},
                   {"tokens_per_s", toks / std::max(secs, 1e-9)},
                   {"tokens_per_busy_s", toks / std::max(st->busy_s, 1e-9)},
@@ -103,12 +106,15 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
                   {"decode_steps", a.logic->decode_steps()},
                   {"decode_rows", a.logic->decode_rows()},
                   {"decode_seconds", a.logic->decode_seconds()},
+                  {"decode_rows_mean", steps ? double(rows) / double(steps) : 0.0},
                   {"busy_seconds", st->busy_total_s},
                   {"prompt_tokens_shared", a.logic->prompt_tokens_shared()},
                   {"live", a.logic->live()},
                   {"queued", a.logic->queued()},
                   {"version", a.logic->version()}};
         st->tokens_reported = a.logic->tokens_generated();
+        st->steps_reported = a.logic->decode_steps();
+        st->rows_reported = a.logic->decode_rows();
         st->since = std::chrono::steady_clock::now();
         st->busy_s = 0;
         return j.dump();

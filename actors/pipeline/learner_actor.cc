@@ -29,6 +29,10 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     bool halting = false, finished = false;
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point last_step = std::chrono::steady_clock::now();
+    // Where a step's wall time goes: waiting for replay to hold a full batch, training, the
+    // durable commit (+ checkpoint); the rest of step_time_s is publishing, evaluation, metrics.
+    std::chrono::steady_clock::time_point wait_start;
+    bool waiting = false;
     uint64_t checkpoint_step = 0;
     double last_eval = -1;
     uint64_t last_eval_step = 0;
@@ -104,6 +108,10 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
           finish();
           return;
         }
+        if (!st->waiting) {
+          st->waiting = true;
+          st->wait_start = std::chrono::steady_clock::now();
+        }
         const size_t need = B - std::min(B, st->batch.size());
         self->request(a.replay, caf::infinite, take_atom::value, uint64_t(need), a.logic->version())
             .await([=](const std::vector<msg::Bytes>& got) {
@@ -112,6 +120,9 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                 self->delayed_send(self, std::chrono::milliseconds(10), train_atom::value);
                 return;
               }
+              st->waiting = false;
+              const auto t_batch = std::chrono::steady_clock::now();
+              const double wait_s = std::chrono::duration<double>(t_batch - st->wait_start).count();
               // decode and train
               std::vector<TrainRollout> rollouts;
               std::vector<uint64_t> ids;
@@ -128,12 +139,16 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
               const uint64_t version_before = a.logic->version();
               LearnerStats ls = a.logic->train(rollouts);
               const uint64_t step = a.logic->step();
+              const auto t_trained = std::chrono::steady_clock::now();
+              const double train_s = std::chrono::duration<double>(t_trained - t_batch).count();
               self->request(a.replay, caf::infinite, commit_atom::value, ids, step).await([=](bool ok) {
                 if (!ok) log_error("learner: replay did not commit step {}", step);
                 if (step % uint64_t(c.checkpoint_every) == 0 || step >= uint64_t(c.steps)) {
                   Status s = checkpoint();
                   if (!s.is_ok()) log_error("learner: checkpoint failed: {}", s.message());
                 }
+                const double commit_s =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t_trained).count();
                 publish();
                 self->send(a.sampler, step_atom::value,
                            wire::step_report(st->sender, step, a.logic->version(), float(ls.loss), ids,
@@ -146,6 +161,9 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                             {"version_trained", version_before},
                             {"time_s", elapsed()},
                             {"step_time_s", std::chrono::duration<double>(now - st->last_step).count()},
+                            {"wait_batch_s", wait_s},
+                            {"train_s", train_s},
+                            {"commit_s", commit_s},
                             {"loss", ls.loss},
                             {"objective", ls.objective},
                             {"aux_loss", ls.aux_loss},
@@ -174,6 +192,9 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                         if (gj.is_object()) {
                           rec["gen_tokens_per_s"] = gj["tokens_per_s"];
                           rec["gen_tokens_per_busy_s"] = gj["tokens_per_busy_s"];
+                          rec["gen_decode_rows_mean"] = gj["decode_rows_mean"];
+                          rec["gen_prompt_tokens_shared"] = gj["prompt_tokens_shared"];
+                          rec["gen_prompt_tokens_fed"] = gj["prompt_tokens_fed"];
                         }
                         Status s2 = st->metrics.append(rec);
                         if (!s2.is_ok()) log_error("learner: metrics: {}", s2.message());

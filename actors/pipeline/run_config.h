@@ -43,6 +43,7 @@ struct RunConfig {
   int max_new = 16;               // sampler.max_new (thinking budget)
   int overlong_cache = 0;         // sampler.overlong_cache (DAPO L_cache; 0 = off)
   bool std_normalize = true;      // sampler.std_normalize
+  double oversample = 1.0;        // sampler.oversample: groups kept in flight per missing accepted group, in [1, 16]
   // generators / judges
   int generators = 1, generator_batch = 64;
   int repetition_n = 0;           // generator.repetition_n (0 = off)

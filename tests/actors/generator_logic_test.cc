@@ -188,8 +188,11 @@ TEST_CASE("generator: followers wait for sampling slots; decode rows stay within
     g.submit(j);
   }
   std::vector<std::pair<uint64_t, int>> finished;
-  for (int step = 1; step <= 100 && !g.idle(); ++step)
+  for (int step = 1; step <= 100 && !g.idle(); ++step) {
+    const uint64_t rows = g.decode_rows();
     for (auto& o : g.step()) finished.emplace_back(o.request_id, step);
+    CHECK(g.decode_rows() - rows <= 3);  // max_batch + prefill_cap
+  }
   // 1, 2 sample in steps 6-8; 3, 4 in 9-11; 5 in 12-14.
   CHECK(finished == std::vector<std::pair<uint64_t, int>>{{1, 8}, {2, 8}, {3, 11}, {4, 11}, {5, 14}});
   CHECK(g.prompt_tokens_fed() == 5);
@@ -238,4 +241,61 @@ TEST_CASE("generator: a follower arriving after a swap does not take a snapshot 
     if (o.request_id == 3) CHECK(o.versions == std::vector<uint64_t>{2, 2});
   }
   CHECK(g.prompt_tokens_fed() == 10);
+}
+
+TEST_CASE("generator: a request arriving while a same-prompt leader feeds under older weights feeds its own") {
+  Model a = tiny(1), b = tiny(2);
+  GeneratorLogic g(a, 1, 4, 100000, {}, 2);
+  GenJob j1 = job(1, 2), j2 = job(2, 2);
+  j2.prompt = j1.prompt;
+  g.submit(j1);
+  g.step();  // the leader feeds prompt token 0 with version 1
+  g.set_weights(b.params(), b.num_params(), 2);
+  g.submit(j2);  // same prompt, but following would give it a version-1 first token
+  auto out = drain(g);
+  REQUIRE(out.size() == 2);
+  for (auto& o : out) CHECK(o.versions == std::vector<uint64_t>{o.request_id == 1 ? 1u : 2u, 2});
+  CHECK(g.prompt_tokens_fed() == 10);
+  CHECK(g.prompt_tokens_shared() == 0);
+}
+
+TEST_CASE("generator: a request may start from a finished snapshot of the current weights") {
+  // max_batch 1: job 1 feeds (steps 1-5) and samples; job 2 follows and waits for the slot with
+  // the snapshot; job 3, submitted after step 6 with no swap, starts from the same snapshot.
+  Model m = tiny(3);
+  GeneratorLogic g(m, 1, 1, 100000, {}, 1);
+  GenJob j1 = job(1, 3), j2 = job(2, 3), j3 = job(3, 3);
+  j2.prompt = j3.prompt = j1.prompt;
+  g.submit(j1);
+  g.submit(j2);
+  for (int i = 0; i < 6; ++i) g.step();
+  g.submit(j3);
+  auto out = drain(g);
+  REQUIRE(out.size() == 3);
+  CHECK(g.prompt_tokens_fed() == 5);
+  CHECK(g.prompt_tokens_shared() == 10);
+  CHECK(max_logprob_error(m, j1.prompt, out) < 1e-4);
+}
+
+TEST_CASE("generator: abort_all ends leaders, waiting followers and queued requests") {
+  GeneratorLogic g(tiny(1), 1, 1, 100000, {}, 1);
+  for (uint64_t i = 1; i <= 3; ++i) {
+    GenJob j = job(i, 5);
+    j.prompt = prompt_of(1);
+    g.submit(j);
+  }
+  g.submit(job(4, 5));  // another prompt: queued behind the leader (prefill_cap 1)
+  g.step();
+  g.step();
+  auto out = g.abort_all();
+  CHECK(g.idle());
+  REQUIRE(out.size() == 4);
+  std::vector<uint64_t> ids;
+  for (auto& o : out) {
+    CHECK(o.finish == "aborted");
+    CHECK(o.tokens.empty());
+    ids.push_back(o.request_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  CHECK(ids == std::vector<uint64_t>{1, 2, 3, 4});
 }

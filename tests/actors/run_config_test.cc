@@ -41,6 +41,8 @@ TEST_CASE("bad run configs give an error naming the file and the key") {
       {kOk + "[sampler]\nmax_new = 8\noverlong_cache = 8\n", "sampler.overlong_cache"},
       {kOk + "[sampler]\nmax_difficulty = 3\nstart_max_difficulty = 4\n", "sampler.start_max_difficulty"},
       {kOk + "[sampler]\ndifficulty_ramp_steps = -5\n", "sampler.difficulty_ramp_steps"},
+      {kOk + "[sampler]\noversample = 0.5\n", "sampler.oversample"},
+      {kOk + "[sampler]\noversample = 17.0\n", "sampler.oversample"},
       {"[run]\ndir = \"x\"\nmax_seconds = -1\n[model]\nconfig = \"a.json\"\n", "run.max_seconds"},
   };
   int i = 0;
@@ -64,15 +66,17 @@ TEST_CASE("difficulty schedule and time budget keys") {
   CHECK(d->start_max_difficulty == 4);  // no ramp: always the maximum
   CHECK(d->difficulty_ramp_steps == 0);
   CHECK(d->max_seconds == 0);
+  CHECK(d->oversample == 1.0);
   auto r = load_run_config(write_tmp("sched1", "[run]\ndir = \"x\"\nmax_seconds = 900\n[model]\nconfig = \"a.json\"\n"
                                                 "[sampler]\nmin_difficulty = 1\n"
                                                      "max_difficulty = 4\nstart_max_difficulty = 2\n"
-                                                     "difficulty_ramp_steps = 100\n"),
+                                                     "difficulty_ramp_steps = 100\noversample = 2.5\n"),
                            "");
   REQUIRE(r.is_ok());
   CHECK(r->start_max_difficulty == 2);
   CHECK(r->difficulty_ramp_steps == 100);
   CHECK(r->max_seconds == 900);
+  CHECK(r->oversample == 2.5);
 }
 
 TEST_CASE("--run-dir overrides run.dir") {

@@ -237,7 +237,7 @@ int bench_model(const std::string& config, bool as_json, int threads) {
 
 // The generator actor kept full: a feeder keeps about 2·B requests outstanding in groups of `group`
 // samples of one prompt (prompts like the demo's "ab+cd="), counts the tokens of every rollout that
-// arrives before the deadline, and issues a new group when a whole group has come back.
+// arrives before the deadline, and issues a new group each time `group` rollouts have come back.
 int bench_generator(const std::string& config, int batch, int threads, int group, double seconds, bool as_json) {
   auto cfg = load_model_config(config);
   if (!cfg.is_ok()) {
@@ -318,7 +318,8 @@ int bench_generator(const std::string& config, int batch, int threads, int group
 
       self->send(feeder, gen, int64_t(2 * batch), seconds / rounds, caf::actor(self));
       self->receive([&](pipe::done_atom) {});
-      gens.push_back(double(f->tokens) / std::chrono::duration<double>(f->last - f->t0).count());
+      const double window = std::chrono::duration<double>(f->last - f->t0).count();
+      gens.push_back(f->tokens > 0 && window > 0 ? double(f->tokens) / window : 0.0);
       ratios.push_back(gens.back() / bases.back());
       rollouts += f->rollouts;
     }

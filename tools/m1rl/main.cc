@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
     g->add_option("--threads", gthreads, "kernel threads")->check(CLI::Range(1, 256));
     g->add_option("--group", ggroup, "requests per prompt (the sampler's group_size; the demo's is 8)")
         ->check(CLI::Range(1, 4096));
-    g->add_option("--seconds", gseconds, "how long to keep the generator busy")->check(CLI::Range(0.1, 3600.0));
+    g->add_option("--seconds", gseconds, "generation time over 3 rounds")->check(CLI::Range(1.5, 3600.0));
     g->add_flag("--json", gjson, "print JSON");
     g->callback([&] { rc = m1::cli::bench_generator(gconfig, gbatch, gthreads, ggroup, gseconds, gjson); });
   }
