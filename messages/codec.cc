@@ -111,7 +111,8 @@ Status check_provenance(const Provenance& p, const uint8_t* base) {
   M1_RETURN_IF_ERROR(nonzero("generator_id", p.generator_id()));
   M1_RETURN_IF_ERROR(aligned("judge_ids", p.judge_ids(), base));
   if (const auto* ids = p.judge_ids()) {
-    for (uint32_t i = 0; i < ids->size(); ++i) M1_RETURN_IF_ERROR(nonzero(at("judge_ids", i), ids->Get(i)));
+    for (uint32_t i = 0; i < ids->size(); ++i)
+      if (ids->Get(i) == 0) return nonzero(at("judge_ids", i), 0);
   }
   return Status::ok();
 }
@@ -141,7 +142,7 @@ Status check_rollout_data(const RolloutData& r, uint32_t group_size, const uint8
   M1_RETURN_IF_ERROR(aligned("versions", r.versions(), base));
   for (uint32_t i = 0; i < n; ++i) {
     const float lp = r.behavior_logprobs()->Get(i);
-    M1_RETURN_IF_ERROR(finite(at("behavior_logprobs", i), lp));
+    if (!std::isfinite(lp)) return finite(at("behavior_logprobs", i), lp);  // names built on failure only
     if (lp > 0.0f) return errf(at("behavior_logprobs", i), "log-prob {} > 0", lp);
   }
   for (uint32_t i = 1; i < n; ++i) {
@@ -310,7 +311,7 @@ Status check_root(const TrainingBatch& m, const uint8_t* base) {
   }
   M1_RETURN_UNDER(p, aligned("group_ids", m.group_ids(), base));
   for (uint32_t i = 0; i < n; ++i) {
-    M1_RETURN_UNDER(p, nonzero(at("group_ids", i), m.group_ids()->Get(i)));
+    if (m.group_ids()->Get(i) == 0) M1_RETURN_UNDER(p, nonzero(at("group_ids", i), 0));
     const JudgedGroupRef& g = *m.groups()->Get(i);
     M1_RETURN_UNDER(p + at("groups", i) + ".", check_group_ref(g, base));
     if (g.group_id() != m.group_ids()->Get(i)) {
@@ -337,7 +338,10 @@ Status check_root(const WeightsChunk& m, const uint8_t* base) {
   const uint32_t n = length(m.values());
   if (n == 0) return Status::errorf("{}values: must be non-empty", p);
   if (m.offset() > UINT64_MAX - n) return Status::errorf("{}offset: {} + {} values overflows", p, m.offset(), n);
-  for (uint32_t i = 0; i < n; ++i) M1_RETURN_UNDER(p, finite(at("values", i), m.values()->Get(i)));
+  for (uint32_t i = 0; i < n; ++i) {
+    const float v = m.values()->Get(i);
+    if (!std::isfinite(v)) M1_RETURN_UNDER(p, finite(at("values", i), v));
+  }
   return Status::ok();
 }
 
@@ -349,7 +353,7 @@ Status check_root(const StepReport& m, const uint8_t* base) {
   M1_RETURN_UNDER(p, finite("loss", m.loss()));
   M1_RETURN_UNDER(p, aligned("consumed_group_ids", m.consumed_group_ids(), base));
   for (uint32_t i = 0, n = length(m.consumed_group_ids()); i < n; ++i) {
-    M1_RETURN_UNDER(p, nonzero(at("consumed_group_ids", i), m.consumed_group_ids()->Get(i)));
+    if (m.consumed_group_ids()->Get(i) == 0) M1_RETURN_UNDER(p, nonzero(at("consumed_group_ids", i), 0));
   }
   M1_RETURN_UNDER(p, check_metrics("metrics", m.metrics()));
   return Status::ok();
