@@ -292,7 +292,10 @@ void lightning_decode(float* o, float* const* states, const float* qkv, const fl
         }
       }
     }
-  }, std::max<size_t>(4, (size_t(1) << 17) / (3 * size_t(d) * size_t(d))));
+  }, std::max<size_t>(4, (size_t(1) << 20) / (3 * size_t(d) * size_t(d))));
+  // A part carries >= 2^20 element-ops (~0.3 ms): waking a pool thread and waiting for it costs
+  // tens of µs on these VMs, so decode-sized calls (a few hundred (b, h) rows of a small model) run
+  // on the caller; measured by `m1rl bench model` (decode 2/1 threads).
 }
 
 }  // namespace m1::fast

@@ -195,6 +195,22 @@ int bench_model(const std::string& config, bool as_json, int threads) {
   j["train_flops_per_token"] = fpt;
   j["threads"] = threads;
   j["decode_tokens_per_s"] = {{"1", decode_tokens_per_s(m, 1, 64)}, {"32", decode_tokens_per_s(m, 32, 16)}};
+  // Decode at batch 1 and 32 with 1 and 2 pool threads, alternated over 3 rounds (best of each),
+  // so that drift in this machine's speed hits both: 2 threads must never be slower than 1.
+  json dthr = json::object();
+  if (threads >= 2) {
+    for (int B : {1, 32}) {
+      double best[3] = {0, 0, 0};
+      for (int round = 0; round < 3; ++round)
+        for (int t = 1; t <= 2; ++t) {
+          set_num_threads(t);
+          best[t] = std::max(best[t], decode_tokens_per_s_for(m, B, 0.3));
+        }
+      dthr[std::to_string(B)] = {{"1", best[1]}, {"2", best[2]}, {"ratio_2_over_1", best[2] / best[1]}};
+    }
+    set_num_threads(threads);
+  }
+  j["decode_tokens_per_s_by_threads"] = dthr;
   // Three variants of CONFIG: every layer lightning, as given, every layer softmax.
   json ms = json::object();
   const std::vector<int> ctxs = {1024, 4096, 16384, 65536};
@@ -224,6 +240,9 @@ int bench_model(const std::string& config, bool as_json, int threads) {
                 100 * mfu[k].get<double>());
   std::printf("decode  batch 1: %.0f tokens/s   batch 32: %.0f tokens/s\n", j["decode_tokens_per_s"]["1"].get<double>(),
               j["decode_tokens_per_s"]["32"].get<double>());
+  for (auto& [B, v] : dthr.items())
+    std::printf("decode  batch %s: 1 thread %.0f, 2 threads %.0f tokens/s (2/1 = %.2f, goal >= 1)\n", B.c_str(),
+                v["1"].get<double>(), v["2"].get<double>(), v["ratio_2_over_1"].get<double>());
   std::printf("decode ms/token  %10s %10s %10s %10s\n", "1K", "4K", "16K", "64K");
   for (const auto& [name, type] : variants) {
     std::printf("  %-14s", name);
