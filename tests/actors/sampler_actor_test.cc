@@ -176,3 +176,64 @@ TEST_CASE("sampler actor: issues, judges with retries, persists, refills") {
   CHECK(ws.lock() == nullptr);
   remove_all(dir);
 }
+
+TEST_CASE("sampler actor: every request of a group goes to one generator; groups alternate over generators") {
+  TestSystem ts;
+  auto seen = std::make_shared<std::map<uint64_t, std::set<int>>>();  // group → generators that got a request
+  wire::Sender gs{77, 1, 0};
+  auto make_gen = [&](int id) {
+    return ts.sys->spawn([seen, id, &gs](caf::event_based_actor* self) -> caf::behavior {
+      return {[=, &gs](pipe::gen_atom, const msg::Bytes& b) {
+        auto rq = msg::decode<msg::GenerationRequest>(b);
+        REQUIRE(rq.is_ok());
+        const msg::GenerationRequest& r = *rq.value();
+        (*seen)[r.group_id()].insert(id);
+        GenOutput o;
+        o.request_id = r.request_id();
+        o.tokens = std::vector<int>(3, 65);
+        o.logprobs.assign(o.tokens.size(), -0.1f);
+        o.versions.assign(o.tokens.size(), 0);
+        o.finish = "eos";
+        self->send(caf::actor_cast<caf::actor>(self->current_sender()), pipe::rollout_atom::value,
+                   wire::rollout(gs, r, o, 5));
+      }};
+    });
+  };
+  auto g0 = make_gen(0), g1 = make_gen(1);
+  wire::Sender js{88, 1, 0};
+  auto judge = ts.sys->spawn([&js](caf::event_based_actor*) -> caf::behavior {
+    return {[&js](pipe::judge_atom, const msg::Bytes& b) -> msg::Bytes {
+      const msg::RolloutData* d = msg::decode<msg::JudgeRequest>(b).value()->rollout();
+      return wire::verdict(js, d->rollout_id(), 9, true, float(d->index() % 2), 1, "ok");
+    }};
+  });
+  auto replay = ts.sys->spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](pipe::group_atom, const msg::Bytes& b) -> uint64_t {
+      return msg::decode<msg::JudgedGroup>(b).value()->group_id();
+    }};
+  });
+  pipe::SamplerArgs sa;
+  sa.cfg.tasks = {"add"};
+  sa.cfg.group_size = 4;
+  sa.cfg.batch_groups = 3;
+  sa.cfg.max_staleness = 1;  // two batches: 6 groups
+  sa.cfg.max_new = 8;
+  sa.cfg.min_difficulty = sa.cfg.max_difficulty = sa.cfg.start_max_difficulty = 1;
+  sa.generators = {g0, g1};
+  sa.judges = {judge};
+  sa.replay = replay;
+  sa.incarnation = 1;
+  sa.rejects = std::make_shared<pipe::RejectCounters>();
+  auto sampler = ts.sys->spawn(pipe::sampler_actor, sa);
+  caf::anon_send(sampler, pipe::start_atom::value);
+  ts.sched->run();
+  REQUIRE(seen->size() == 6);
+  int on0 = 0;
+  for (auto& [group, gens] : *seen) {
+    CHECK(gens.size() == 1);
+    on0 += gens.count(0);
+  }
+  CHECK(on0 == 3);
+  for (auto& a : {sampler, g0, g1, judge, replay}) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  ts.sched->run();
+}
