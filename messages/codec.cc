@@ -40,27 +40,42 @@ constexpr size_t kMaxDropReasonBytes = 256;
     if (!_st.is_ok()) return ::m1::Status::error((prefix) + _st.message()); \
   } while (0)
 
-Status err(std::string_view field, std::string_view what) {
-  return Status::error(fmt::format("{}: {}", field, what));
+// A field's name for an error message: "name", or "name[index]" for an element. Formatted only
+// when an error is built, so per-element checks over large vectors (weights, logprobs) cost no
+// string work while the values are valid.
+struct Field {
+  Field(std::string_view n) : name(n) {}
+  Field(const char* n) : name(n) {}
+  Field(const std::string& n) : name(n) {}
+  Field(std::string_view n, size_t i) : name(n), index(i) {}
+  std::string str() const { return index == kNone ? std::string(name) : fmt::format("{}[{}]", name, index); }
+  static constexpr size_t kNone = ~size_t(0);
+  std::string_view name;
+  size_t index = kNone;
+};
+
+Status err(const Field& field, std::string_view what) {
+  return Status::error(fmt::format("{}: {}", field.str(), what));
 }
 
 template <class... Args>
-Status errf(std::string_view field, fmt::format_string<Args...> f, Args&&... args) {
+Status errf(const Field& field, fmt::format_string<Args...> f, Args&&... args) {
   return err(field, fmt::format(f, std::forward<Args>(args)...));
 }
 
-std::string at(std::string_view field, size_t i) { return fmt::format("{}[{}]", field, i); }
+Field elem(std::string_view field, size_t i) { return Field(field, i); }
+std::string at(std::string_view field, size_t i) { return elem(field, i).str(); }  // for prefixes
 
 template <class V>
 uint32_t length(const V* v) {
   return v ? v->size() : 0;
 }
 
-Status nonzero(std::string_view field, uint64_t v) {
+Status nonzero(const Field& field, uint64_t v) {
   return v == 0 ? err(field, "must be non-zero") : Status::ok();
 }
 
-Status finite(std::string_view field, double v) {
+Status finite(const Field& field, double v) {
   return std::isfinite(v) ? Status::ok() : errf(field, "must be finite, got {}", v);
 }
 
@@ -111,15 +126,14 @@ Status check_provenance(const Provenance& p, const uint8_t* base) {
   M1_RETURN_IF_ERROR(nonzero("generator_id", p.generator_id()));
   M1_RETURN_IF_ERROR(aligned("judge_ids", p.judge_ids(), base));
   if (const auto* ids = p.judge_ids()) {
-    for (uint32_t i = 0; i < ids->size(); ++i)
-      if (ids->Get(i) == 0) return nonzero(at("judge_ids", i), 0);
+    for (uint32_t i = 0; i < ids->size(); ++i) M1_RETURN_IF_ERROR(nonzero(elem("judge_ids", i), ids->Get(i)));
   }
   return Status::ok();
 }
 
 Status token_ids(std::string_view field, const flatbuffers::Vector<int32_t>* v) {
   for (uint32_t i = 0, n = length(v); i < n; ++i) {
-    if (v->Get(i) < 0) return errf(at(field, i), "token id {} < 0", v->Get(i));
+    if (v->Get(i) < 0) return errf(elem(field, i), "token id {} < 0", v->Get(i));
   }
   return Status::ok();
 }
@@ -142,12 +156,12 @@ Status check_rollout_data(const RolloutData& r, uint32_t group_size, const uint8
   M1_RETURN_IF_ERROR(aligned("versions", r.versions(), base));
   for (uint32_t i = 0; i < n; ++i) {
     const float lp = r.behavior_logprobs()->Get(i);
-    if (!std::isfinite(lp)) return finite(at("behavior_logprobs", i), lp);  // names built on failure only
-    if (lp > 0.0f) return errf(at("behavior_logprobs", i), "log-prob {} > 0", lp);
+    M1_RETURN_IF_ERROR(finite(elem("behavior_logprobs", i), lp));
+    if (lp > 0.0f) return errf(elem("behavior_logprobs", i), "log-prob {} > 0", lp);
   }
   for (uint32_t i = 1; i < n; ++i) {
     const uint64_t prev = r.versions()->Get(i - 1), cur = r.versions()->Get(i);
-    if (cur < prev) return errf(at("versions", i), "{} < previous version {} (must be non-decreasing)", cur, prev);
+    if (cur < prev) return errf(elem("versions", i), "{} < previous version {} (must be non-decreasing)", cur, prev);
   }
   const auto finish = static_cast<int8_t>(r.finish());  // from untrusted bytes: compare the integer
   if (finish < static_cast<int8_t>(FinishReason::MIN) || finish > static_cast<int8_t>(FinishReason::MAX)) {
@@ -311,7 +325,7 @@ Status check_root(const TrainingBatch& m, const uint8_t* base) {
   }
   M1_RETURN_UNDER(p, aligned("group_ids", m.group_ids(), base));
   for (uint32_t i = 0; i < n; ++i) {
-    if (m.group_ids()->Get(i) == 0) M1_RETURN_UNDER(p, nonzero(at("group_ids", i), 0));
+    M1_RETURN_UNDER(p, nonzero(elem("group_ids", i), m.group_ids()->Get(i)));
     const JudgedGroupRef& g = *m.groups()->Get(i);
     M1_RETURN_UNDER(p + at("groups", i) + ".", check_group_ref(g, base));
     if (g.group_id() != m.group_ids()->Get(i)) {
@@ -338,10 +352,7 @@ Status check_root(const WeightsChunk& m, const uint8_t* base) {
   const uint32_t n = length(m.values());
   if (n == 0) return Status::errorf("{}values: must be non-empty", p);
   if (m.offset() > UINT64_MAX - n) return Status::errorf("{}offset: {} + {} values overflows", p, m.offset(), n);
-  for (uint32_t i = 0; i < n; ++i) {
-    const float v = m.values()->Get(i);
-    if (!std::isfinite(v)) M1_RETURN_UNDER(p, finite(at("values", i), v));
-  }
+  for (uint32_t i = 0; i < n; ++i) M1_RETURN_UNDER(p, finite(elem("values", i), m.values()->Get(i)));
   return Status::ok();
 }
 
@@ -353,7 +364,7 @@ Status check_root(const StepReport& m, const uint8_t* base) {
   M1_RETURN_UNDER(p, finite("loss", m.loss()));
   M1_RETURN_UNDER(p, aligned("consumed_group_ids", m.consumed_group_ids(), base));
   for (uint32_t i = 0, n = length(m.consumed_group_ids()); i < n; ++i) {
-    if (m.consumed_group_ids()->Get(i) == 0) M1_RETURN_UNDER(p, nonzero(at("consumed_group_ids", i), 0));
+    M1_RETURN_UNDER(p, nonzero(elem("consumed_group_ids", i), m.consumed_group_ids()->Get(i)));
   }
   M1_RETURN_UNDER(p, check_metrics("metrics", m.metrics()));
   return Status::ok();

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/check.h"
+#include "base/clock.h"
 
 namespace m1 {
 
@@ -154,7 +155,7 @@ std::vector<GenOutput> GeneratorLogic::step() {
     std::vector<float> rows(rows_of.size() * size_t(V));
     const auto t0 = std::chrono::steady_clock::now();
     model_.decode_step(next.data(), states.data(), int(rows_of.size()), rows.data());
-    decode_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    decode_s_ += seconds_since(t0);
     ++steps_;
     rows_ += rows_of.size();
     for (size_t r = 0; r < rows_of.size(); ++r) {

@@ -12,6 +12,7 @@
 #include "actors/pipeline/wire.h"
 #include "actors/sampler/prompt_source.h"
 #include "actors/sampler/shaping.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "model/tokenizer.h"
 
@@ -28,7 +29,7 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
     std::unordered_map<uint64_t, msg::Bytes> requests;  // request id → the verified request
     uint64_t tokens_reported = 0;
     std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
-    double busy_s = 0, busy_total_s = 0;
+    double busy_s = 0, busy_reported = 0;  // seconds in step(): all, and at the last report
     uint64_t steps_reported = 0, rows_reported = 0;
   };
   auto st = std::make_shared<State>();
@@ -67,9 +68,7 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
       [=](tick_atom) {
         const auto t0 = std::chrono::steady_clock::now();
         std::vector<GenOutput> outs = a.logic->step();
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        st->busy_s += dt;
-        st->busy_total_s += dt;
+        st->busy_s += seconds_since(t0);
         for (GenOutput& o : outs) {
           auto it = st->requests.find(o.request_id);
           if (it == st->requests.end()) continue;
@@ -94,20 +93,20 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
         if (version > a.logic->version()) a.logic->set_weights(w.data(), w.size(), version);
       },
       [=](stats_atom) -> std::string {
-        const double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - st->since).count();
+        const double secs = seconds_since(st->since);
+        const double busy = st->busy_s - st->busy_reported;
         const uint64_t toks = a.logic->tokens_generated() - st->tokens_reported;
         const uint64_t steps = a.logic->decode_steps() - st->steps_reported;
         const uint64_t rows = a.logic->decode_rows() - st->rows_reported;
         json j = {{"tokens", toks},
                   {"tokens_per_s", toks / std::max(secs, 1e-9)},
-                  {"tokens_per_busy_s", toks / std::max(st->busy_s, 1e-9)},
+                  {"tokens_per_busy_s", toks / std::max(busy, 1e-9)},
                   {"prompt_tokens_fed", a.logic->prompt_tokens_fed()},
                   {"decode_steps", a.logic->decode_steps()},
                   {"decode_rows", a.logic->decode_rows()},
                   {"decode_seconds", a.logic->decode_seconds()},
                   {"decode_rows_mean", steps ? double(rows) / double(steps) : 0.0},
-                  {"busy_seconds", st->busy_total_s},
+                  {"busy_seconds", st->busy_s},
                   {"prompt_tokens_shared", a.logic->prompt_tokens_shared()},
                   {"live", a.logic->live()},
                   {"queued", a.logic->queued()},
@@ -116,7 +115,7 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
         st->steps_reported = a.logic->decode_steps();
         st->rows_reported = a.logic->decode_rows();
         st->since = std::chrono::steady_clock::now();
-        st->busy_s = 0;
+        st->busy_reported = st->busy_s;
         return j.dump();
       },
   };

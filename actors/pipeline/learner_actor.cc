@@ -11,6 +11,7 @@
 #include "actors/metrics/metrics_log.h"
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
+#include "base/clock.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "model/checkpoint.h"
@@ -61,7 +62,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     for (auto& g : a.generators) self->send(g, weights_atom::value, parts);
   };
   auto elapsed = [=] {  // RL wall time over every incarnation of this run
-    return a.start_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - st->t0).count();
+    return a.start_seconds + seconds_since(st->t0);
   };
   auto evaluate = [=]() {
     ByteTokenizer tok;
@@ -122,7 +123,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
               }
               st->waiting = false;
               const auto t_batch = std::chrono::steady_clock::now();
-              const double wait_s = std::chrono::duration<double>(t_batch - st->wait_start).count();
+              const double wait_s = seconds_between(st->wait_start, t_batch);
               // decode and train
               std::vector<TrainRollout> rollouts;
               std::vector<uint64_t> ids;
@@ -140,15 +141,14 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
               LearnerStats ls = a.logic->train(rollouts);
               const uint64_t step = a.logic->step();
               const auto t_trained = std::chrono::steady_clock::now();
-              const double train_s = std::chrono::duration<double>(t_trained - t_batch).count();
+              const double train_s = seconds_between(t_batch, t_trained);
               self->request(a.replay, caf::infinite, commit_atom::value, ids, step).await([=](bool ok) {
                 if (!ok) log_error("learner: replay did not commit step {}", step);
                 if (step % uint64_t(c.checkpoint_every) == 0 || step >= uint64_t(c.steps)) {
                   Status s = checkpoint();
                   if (!s.is_ok()) log_error("learner: checkpoint failed: {}", s.message());
                 }
-                const double commit_s =
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t_trained).count();
+                const double commit_s = seconds_since(t_trained);
                 publish();
                 self->send(a.sampler, step_atom::value,
                            wire::step_report(st->sender, step, a.logic->version(), float(ls.loss), ids,
@@ -160,7 +160,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                             {"version", a.logic->version()},
                             {"version_trained", version_before},
                             {"time_s", elapsed()},
-                            {"step_time_s", std::chrono::duration<double>(now - st->last_step).count()},
+                            {"step_time_s", seconds_between(st->last_step, now)},
                             {"wait_batch_s", wait_s},
                             {"train_s", train_s},
                             {"commit_s", commit_s},

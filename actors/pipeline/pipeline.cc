@@ -12,6 +12,7 @@
 #include "actors/metrics/metrics_log.h"
 #include "actors/metrics/plots.h"
 #include "actors/pipeline/actors.h"
+#include "base/clock.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "kernels/kernels.h"
@@ -229,7 +230,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     Status ss = write_summary(recs.value(), c.run_dir);
     if (!ss.is_ok()) log_warn("run: summary: {}", ss.message());
   }
-  report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  report->seconds = seconds_since(t_start);
   return Status::ok();
 }
 

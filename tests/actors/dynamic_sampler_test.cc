@@ -61,6 +61,12 @@ GroupUpdate judge_all(DynamicSampler& s, const IssuedGroup& g, const std::vector
   return last;
 }
 
+// A group of a simulated run: its rollouts are judged one by one, in index order.
+struct Pending {
+  IssuedGroup g;
+  uint32_t next = 0;  // the next rollout index to judge
+};
+
 TEST_CASE("sampler: options are validated") {
   SamplerOptions o;
   CHECK(o.validate().is_ok());
@@ -325,10 +331,6 @@ TEST_CASE("sampler: simulated run with persistence failures keeps the admission 
     o.await_persistence = true;
     DynamicSampler s = make_sampler(o);
     Rng env(seed * 104729);
-    struct Pending {
-      IssuedGroup g;
-      uint32_t next = 0;
-    };
     std::vector<Pending> pending;
     std::vector<uint64_t> awaiting;  // accepted, replay not answered yet
     uint64_t consumed_batches = 0, failures = 0;
@@ -571,10 +573,6 @@ TEST_CASE("sampler: simulated run keeps the admission invariant and the synchron
       o.seed = seed;
       DynamicSampler s = make_sampler(o);
       Rng env(seed * 7919);
-      struct Pending {
-        IssuedGroup g;
-        uint32_t next = 0;
-      };
       std::vector<Pending> pending;
       std::vector<uint64_t> accepted_issue_versions;  // in acceptance order
       std::set<uint64_t> finished;

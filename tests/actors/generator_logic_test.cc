@@ -28,6 +28,35 @@ GenJob job(uint64_t id, int max_new) {
   j.seed = id;
   return j;
 }
+// A request with request 1's prompt: requests made by it share one prompt.
+GenJob shared_job(uint64_t id, int max_new) {
+  GenJob j = job(id, max_new);
+  j.prompt = prompt_of(1);
+  return j;
+}
+// Runs g to idle; outputs in finishing order.
+std::vector<GenOutput> drain(GeneratorLogic& g) {
+  std::vector<GenOutput> out;
+  for (int step = 0; step < 1000 && !g.idle(); ++step)
+    for (auto& o : g.step()) out.push_back(std::move(o));
+  return out;
+}
+double max_logprob_error(const Model& m, const std::vector<int>& prompt, const std::vector<GenOutput>& out) {
+  double maxdiff = 0;
+  for (auto& o : out) {
+    Batch b;
+    std::vector<int> t = prompt;
+    t.insert(t.end(), o.tokens.begin(), o.tokens.end());
+    b.add_segment(t);
+    Workspace* ws = new_workspace();
+    ForwardOut f;
+    m.forward(b, *ws, f);
+    delete_workspace(ws);
+    for (size_t j = 0; j < o.tokens.size(); ++j)
+      maxdiff = std::max(maxdiff, std::fabs(double(o.logprobs[j]) - f.logp[prompt.size() - 1 + j]));
+  }
+  return maxdiff;
+}
 }  // namespace
 
 TEST_CASE("generator: prompts are fed while other sequences sample; a freed slot is refilled at once") {
@@ -96,23 +125,9 @@ TEST_CASE("generator: behaviour logprobs equal the model's logprobs of the sampl
   Model m = tiny(4);
   GeneratorLogic g(m, 1, 8, 100000, {});
   for (uint64_t i = 1; i <= 3; ++i) g.submit(job(i, 6));
-  std::vector<GenOutput> out;
-  while (!g.idle())
-    for (auto& o : g.step()) out.push_back(o);
+  const auto out = drain(g);
   REQUIRE(out.size() == 3);
-  double maxdiff = 0;
-  for (auto& o : out) {
-    Batch b;
-    std::vector<int> t = prompt_of(o.request_id);
-    t.insert(t.end(), o.tokens.begin(), o.tokens.end());
-    b.add_segment(t);
-    Workspace* ws = new_workspace();
-    ForwardOut f;
-    m.forward(b, *ws, f);
-    delete_workspace(ws);
-    for (size_t j = 0; j < o.tokens.size(); ++j) maxdiff = std::max(maxdiff, std::fabs(double(o.logprobs[j]) - f.logp[4 + j]));
-  }
-  CHECK(maxdiff < 1e-4);
+  for (const auto& o : out) CHECK(max_logprob_error(m, prompt_of(o.request_id), {o}) < 1e-4);
 }
 
 TEST_CASE("generator: repetition stop ends a sequence whose last n tokens were all near-certain") {
@@ -128,41 +143,10 @@ TEST_CASE("generator: repetition stop ends a sequence whose last n tokens were a
   CHECK(out[0].tokens.size() == 3);
 }
 
-namespace {
-// Runs g to idle; outputs in finishing order.
-std::vector<GenOutput> drain(GeneratorLogic& g) {
-  std::vector<GenOutput> out;
-  for (int step = 0; step < 1000 && !g.idle(); ++step)
-    for (auto& o : g.step()) out.push_back(std::move(o));
-  return out;
-}
-double max_logprob_error(const Model& m, const std::vector<int>& prompt, const std::vector<GenOutput>& out) {
-  double maxdiff = 0;
-  for (auto& o : out) {
-    Batch b;
-    std::vector<int> t = prompt;
-    t.insert(t.end(), o.tokens.begin(), o.tokens.end());
-    b.add_segment(t);
-    Workspace* ws = new_workspace();
-    ForwardOut f;
-    m.forward(b, *ws, f);
-    delete_workspace(ws);
-    for (size_t j = 0; j < o.tokens.size(); ++j)
-      maxdiff = std::max(maxdiff, std::fabs(double(o.logprobs[j]) - f.logp[prompt.size() - 1 + j]));
-  }
-  return maxdiff;
-}
-}  // namespace
-
 TEST_CASE("generator: a group's shared prompt is fed once; every sample keeps its own seed and exact logprobs") {
   Model m = tiny(4);
   GeneratorLogic g(m, 1, 8, 100000, {}, 1);
-  const std::vector<int> p = {256, 52, 43, 55, 61};
-  for (uint64_t i = 1; i <= 6; ++i) {
-    GenJob j = job(i, 6);
-    j.prompt = p;
-    g.submit(j);
-  }
+  for (uint64_t i = 1; i <= 6; ++i) g.submit(shared_job(i, 6));
   g.submit(job(7, 6));  // a different prompt feeds its own
   const auto out = drain(g);
   REQUIRE(out.size() == 7);
@@ -170,7 +154,7 @@ TEST_CASE("generator: a group's shared prompt is fed once; every sample keeps it
   CHECK(g.prompt_tokens_shared() == 25);  // five followers
   std::vector<GenOutput> group, other;
   for (auto& o : out) (o.request_id <= 6 ? group : other).push_back(o);
-  CHECK(max_logprob_error(m, p, group) < 1e-4);
+  CHECK(max_logprob_error(m, prompt_of(1), group) < 1e-4);
   int distinct = 0;  // different seeds sample different continuations (6 tokens of a 263-id vocab)
   for (size_t a = 0; a < group.size(); ++a)
     for (size_t b = a + 1; b < group.size(); ++b) distinct += group[a].tokens != group[b].tokens;
@@ -182,11 +166,7 @@ TEST_CASE("generator: followers wait for sampling slots; decode rows stay within
   // max_batch 2, prefill_cap 1, 5 samples of one prompt: the prompt is fed once (steps 1-5), two
   // samples take the slots, the other three start from the shared state as slots free up.
   GeneratorLogic g(tiny(1), 1, 2, 100000, {}, 1);
-  for (uint64_t i = 1; i <= 5; ++i) {
-    GenJob j = job(i, 3);
-    j.prompt = prompt_of(1);
-    g.submit(j);
-  }
+  for (uint64_t i = 1; i <= 5; ++i) g.submit(shared_job(i, 3));
   std::vector<std::pair<uint64_t, int>> finished;
   for (int step = 1; step <= 100 && !g.idle(); ++step) {
     const uint64_t rows = g.decode_rows();
@@ -201,10 +181,8 @@ TEST_CASE("generator: followers wait for sampling slots; decode rows stay within
 TEST_CASE("generator: a swap while the leader feeds reaches its followers' first tokens; later arrivals feed afresh") {
   Model a = tiny(1), b = tiny(2);
   GeneratorLogic g(a, 1, 4, 100000, {}, 1);
-  GenJob j1 = job(1, 3), j2 = job(2, 3);
-  j2.prompt = j1.prompt;
-  g.submit(j1);
-  g.submit(j2);
+  g.submit(job(1, 3));
+  g.submit(shared_job(2, 3));
   g.step();  // prompt token 0 fed with version 1
   g.set_weights(b.params(), b.num_params(), 2);
   auto out = drain(g);
@@ -212,28 +190,22 @@ TEST_CASE("generator: a swap while the leader feeds reaches its followers' first
   for (auto& o : out) CHECK(o.versions == std::vector<uint64_t>{1, 2, 2});
   CHECK(g.prompt_tokens_fed() == 5);
   // The shares are gone with their sequences: the same prompt now feeds again, with version 2.
-  GenJob j3 = job(3, 2);
-  j3.prompt = j1.prompt;
-  g.submit(j3);
+  g.submit(shared_job(3, 2));
   out = drain(g);
   REQUIRE(out.size() == 1);
   CHECK(out[0].versions == std::vector<uint64_t>{2, 2});
   CHECK(g.prompt_tokens_fed() == 10);
-  CHECK(max_logprob_error(b, j1.prompt, out) < 1e-4);
+  CHECK(max_logprob_error(b, prompt_of(1), out) < 1e-4);
 }
 
 TEST_CASE("generator: a follower arriving after a swap does not take a snapshot of older weights") {
   Model a = tiny(1), b = tiny(2);
   GeneratorLogic g(a, 1, 1, 100000, {}, 1);
-  GenJob j1 = job(1, 4), j2 = job(2, 4);
-  j2.prompt = j1.prompt;
-  g.submit(j1);
-  g.submit(j2);
+  g.submit(job(1, 4));
+  g.submit(shared_job(2, 4));
   for (int i = 0; i < 6; ++i) g.step();  // fed (v1), snapshot ready; 1 samples, 2 waits for the slot
   g.set_weights(b.params(), b.num_params(), 2);
-  GenJob j3 = job(3, 2);
-  j3.prompt = j1.prompt;
-  g.submit(j3);  // the ready snapshot is of version 1: 3 feeds its own prompt with version 2
+  g.submit(shared_job(3, 2));  // the ready snapshot is of version 1: 3 feeds its own prompt with version 2
   auto out = drain(g);
   REQUIRE(out.size() == 3);
   for (auto& o : out) {
@@ -246,12 +218,10 @@ TEST_CASE("generator: a follower arriving after a swap does not take a snapshot 
 TEST_CASE("generator: a request arriving while a same-prompt leader feeds under older weights feeds its own") {
   Model a = tiny(1), b = tiny(2);
   GeneratorLogic g(a, 1, 4, 100000, {}, 2);
-  GenJob j1 = job(1, 2), j2 = job(2, 2);
-  j2.prompt = j1.prompt;
-  g.submit(j1);
+  g.submit(job(1, 2));
   g.step();  // the leader feeds prompt token 0 with version 1
   g.set_weights(b.params(), b.num_params(), 2);
-  g.submit(j2);  // same prompt, but following would give it a version-1 first token
+  g.submit(shared_job(2, 2));  // same prompt, but following would give it a version-1 first token
   auto out = drain(g);
   REQUIRE(out.size() == 2);
   for (auto& o : out) CHECK(o.versions == std::vector<uint64_t>{o.request_id == 1 ? 1u : 2u, 2});
@@ -264,26 +234,20 @@ TEST_CASE("generator: a request may start from a finished snapshot of the curren
   // the snapshot; job 3, submitted after step 6 with no swap, starts from the same snapshot.
   Model m = tiny(3);
   GeneratorLogic g(m, 1, 1, 100000, {}, 1);
-  GenJob j1 = job(1, 3), j2 = job(2, 3), j3 = job(3, 3);
-  j2.prompt = j3.prompt = j1.prompt;
-  g.submit(j1);
-  g.submit(j2);
+  g.submit(job(1, 3));
+  g.submit(shared_job(2, 3));
   for (int i = 0; i < 6; ++i) g.step();
-  g.submit(j3);
+  g.submit(shared_job(3, 3));
   auto out = drain(g);
   REQUIRE(out.size() == 3);
   CHECK(g.prompt_tokens_fed() == 5);
   CHECK(g.prompt_tokens_shared() == 10);
-  CHECK(max_logprob_error(m, j1.prompt, out) < 1e-4);
+  CHECK(max_logprob_error(m, prompt_of(1), out) < 1e-4);
 }
 
 TEST_CASE("generator: abort_all ends leaders, waiting followers and queued requests") {
   GeneratorLogic g(tiny(1), 1, 1, 100000, {}, 1);
-  for (uint64_t i = 1; i <= 3; ++i) {
-    GenJob j = job(i, 5);
-    j.prompt = prompt_of(1);
-    g.submit(j);
-  }
+  for (uint64_t i = 1; i <= 3; ++i) g.submit(shared_job(i, 5));
   g.submit(job(4, 5));  // another prompt: queued behind the leader (prefill_cap 1)
   g.step();
   g.step();

@@ -16,6 +16,7 @@
 
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
+#include "base/clock.h"
 #include "base/rng.h"
 #include "kernels/kernels.h"
 #include "model/tokenizer.h"
@@ -28,7 +29,6 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-double secs_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Best of `reps` timings of fn().
 template <class F>
@@ -37,7 +37,7 @@ double best_time(int reps, F&& fn) {
   for (int i = 0; i < reps; ++i) {
     auto t0 = Clock::now();
     fn();
-    best = std::min(best, secs_since(t0));
+    best = std::min(best, seconds_since(t0));
   }
   return best;
 }
@@ -94,7 +94,8 @@ double train_tokens_per_s(const Model& m, const Batch& b) {
   return b.size() / t;
 }
 
-double decode_tokens_per_s(const Model& m, int B, int steps) {
+// Seconds of `steps` decode steps at batch B after a 16-token prefill (untimed).
+double decode_seconds(const Model& m, int B, int steps) {
   Rng r(5);
   std::vector<std::vector<int>> prompts(static_cast<size_t>(B));
   for (auto& p : prompts)
@@ -112,18 +113,16 @@ double decode_tokens_per_s(const Model& m, int B, int steps) {
   m.decode_step(toks.data(), sp.data(), B, lsm.data());  // warm-up
   auto t0 = Clock::now();
   for (int s = 1; s <= steps; ++s) m.decode_step(toks.data() + size_t(s) * B, sp.data(), B, lsm.data());
-  return double(B) * steps / secs_since(t0);
+  return seconds_since(t0);
 }
+
+double decode_tokens_per_s(const Model& m, int B, int steps) { return double(B) * steps / decode_seconds(m, B, steps); }
 
 // decode_tokens_per_s(m, B, 16) repeated (fresh 16-token prompts each time, prefill untimed) until
 // `secs` of decoding are timed: contexts of 16-32 tokens, as in `m1rl bench model` at batch 32.
 double decode_tokens_per_s_for(const Model& m, int B, double secs) {
   double timed = 0, tokens = 0;
-  while (timed < secs) {
-    const double tps = decode_tokens_per_s(m, B, 16);
-    tokens += double(B) * 16;
-    timed += double(B) * 16 / tps;
-  }
+  for (; timed < secs; tokens += double(B) * 16) timed += decode_seconds(m, B, 16);
   return tokens / timed;
 }
 
@@ -154,7 +153,7 @@ double decode_ms_at_context(const Model& m, int ctx) {
   for (int i = 0; i < steps; ++i) {
     auto t0 = Clock::now();
     m.decode_step(&tok, &sp, 1, lsm.data());
-    best = std::min(best, secs_since(t0));
+    best = std::min(best, seconds_since(t0));
   }
   return best * 1e3;
 }
@@ -337,7 +336,7 @@ int bench_generator(const std::string& config, int batch, int threads, int group
 
       self->send(feeder, gen, int64_t(2 * batch), seconds / rounds, caf::actor(self));
       self->receive([&](pipe::done_atom) {});
-      const double window = std::chrono::duration<double>(f->last - f->t0).count();
+      const double window = seconds_between(f->t0, f->last);
       gens.push_back(f->tokens > 0 && window > 0 ? double(f->tokens) / window : 0.0);
       ratios.push_back(gens.back() / bases.back());
       rollouts += f->rollouts;
