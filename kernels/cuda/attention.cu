@@ -23,7 +23,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/kernel_util.cuh"  // warp_sum, warp_max (butterfly: every lane gets the same bits)
+#include "kernels/cuda/kernel_util.cuh"  // warp_sum, warp_max (butterfly: every lane gets the same bits), warp_tile_mma
 #include "kernels/cuda/ops.h"
 
 namespace m1::cuda {
@@ -589,20 +589,7 @@ __global__ void __launch_bounds__(kThreads)
     load_tile_bf16<DP>(Vs, LDB, BK, v + size_t(g) * d, ldkv, k0, T, d);
     __syncthreads();
     // S = Q_w Kᵀ: 16 × 64, one 16×16 output tile at a time.
-#pragma unroll
-    for (int nt = 0; nt < BK / 16; ++nt) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> sc;
-      wmma::fill_fragment(sc, 0.0f);
-#pragma unroll
-      for (int kt = 0; kt < DP / 16; ++kt) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-        wmma::load_matrix_sync(fa, Qs + warp * kBfRows * LDB + kt * 16, LDB);
-        wmma::load_matrix_sync(fb, Ks + nt * 16 * LDB + kt * 16, LDB);
-        wmma::mma_sync(sc, fa, fb, sc);
-      }
-      wmma::store_matrix_sync(Sw + nt * 16, sc, LDS, wmma::mem_row_major);
-    }
+    warp_tile_mma<BK / 16, DP / 16, wmma::col_major>(Qs + warp * kBfRows * LDB, LDB, Ks, LDB, Sw, LDS);
     __syncwarp();
     // Online softmax of row rr over keys k0 + 2e + half.
     float mx = -INFINITY;
@@ -630,20 +617,7 @@ __global__ void __launch_bounds__(kThreads)
     if (half == 0) Aw[rr] = alpha;
     __syncwarp();
     // O_tile = P V: 16 × DP into the scratch (S is consumed).
-#pragma unroll
-    for (int nt = 0; nt < DP / 16; ++nt) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> oc;
-      wmma::fill_fragment(oc, 0.0f);
-#pragma unroll
-      for (int kt = 0; kt < BK / 16; ++kt) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-        wmma::load_matrix_sync(fa, Pw + kt * 16, kBfLDP);
-        wmma::load_matrix_sync(fb, Vs + kt * 16 * LDB + nt * 16, LDB);
-        wmma::mma_sync(oc, fa, fb, oc);
-      }
-      wmma::store_matrix_sync(Sw + nt * 16, oc, LDS, wmma::mem_row_major);
-    }
+    warp_tile_mma<DP / 16, BK / 16, wmma::row_major>(Pw, kBfLDP, Vs, LDB, Sw, LDS);
     __syncwarp();
 #pragma unroll
     for (int r = 0; r < kBfRows; ++r) {

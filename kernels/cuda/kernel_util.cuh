@@ -1,6 +1,7 @@
 // Small helpers for the element-wise, norm, MoE, LM-head, sampling and attention kernels (gemm.cu,
-// norm.cu, embedding.cu, lm_head.cu, moe.cu, adamw.cu, sampling.cu, attention.cu): stream-ordered scratch, launch sizes,
-// deterministic warp/block reductions, and a host-side precondition check. C++17, nvcc only.
+// norm.cu, embedding.cu, lm_head.cu, moe.cu, adamw.cu, sampling.cu, attention.cu, lightning.cu): stream-ordered
+// scratch, launch sizes, deterministic warp/block reductions, a warp-level bf16 tensor-core tile product, and a
+// host-side precondition check. C++17, nvcc only.
 // Everything is in an anonymous namespace, so each .cu file has its own copy (no ODR coupling with
 // other helpers of the backend).
 #pragma once
@@ -8,6 +9,9 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
+
+#include <mma.h>
 
 #include "kernels/cuda/common.cuh"
 
@@ -111,6 +115,38 @@ __device__ __forceinline__ int lower_bound_dev(const T* a, int n, T x) {
       hi = mid;
   }
   return lo;
+}
+
+// C = A·B for one warp on tensor cores: C is 16 × 16·NT fp32 (row stride ldc, row-major), A is
+// 16 × 16·KT bf16 (row stride lda, row-major), B is 16·KT × 16·NT bf16. LayoutB is
+// nvcuda::wmma::row_major (B stored row-major, row stride ldb: tile (kt, nt) at B + kt·16·ldb + nt·16)
+// or nvcuda::wmma::col_major (Bᵀ stored row-major, as K in Q·Kᵀ: tile (kt, nt) at B + nt·16·ldb + kt·16).
+// Each 16×16 output tile starts from 0 and sums its KT products in kt order (fp32 accumulate),
+// then is stored; C is overwritten, not accumulated into. REQUIRES: all 32 lanes of the warp call
+// it with the same arguments; the pointer/stride alignment rules of wmma::load/store_matrix_sync.
+template <int NT, int KT, class LayoutB>
+__device__ __forceinline__ void warp_tile_mma(const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
+                                              float* C, int ldc) {
+  namespace wmma = nvcuda::wmma;
+  static_assert(std::is_same_v<LayoutB, wmma::row_major> || std::is_same_v<LayoutB, wmma::col_major>,
+                "LayoutB is wmma::row_major or wmma::col_major");
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+    for (int kt = 0; kt < KT; ++kt) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, LayoutB> fb;
+      wmma::load_matrix_sync(fa, A + kt * 16, lda);
+      if constexpr (std::is_same_v<LayoutB, wmma::row_major>)
+        wmma::load_matrix_sync(fb, B + kt * 16 * ldb + nt * 16, ldb);
+      else
+        wmma::load_matrix_sync(fb, B + nt * 16 * ldb + kt * 16, ldb);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(C + nt * 16, acc, ldc, wmma::mem_row_major);
+  }
 }
 
 __global__ void iota_kernel(int* v, int n) {

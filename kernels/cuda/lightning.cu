@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/kernel_util.cuh"  // warp_tile_mma
 #include "kernels/cuda/ops.h"
 
 namespace m1::cuda {
@@ -153,20 +154,7 @@ __device__ __forceinline__ void intra_tile(float (&acc)[kWarpRows], const Tin* Q
     __syncwarp();  // Pw is rewritten by the next sub-tile
   } else {
     // S = Q_w Kᵀ (16 × 64) into the scratch.
-#pragma unroll
-    for (int nt = 0; nt < kRows / 16; ++nt) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> sc;
-      wmma::fill_fragment(sc, 0.0f);
-#pragma unroll
-      for (int kt = 0; kt < DP / 16; ++kt) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-        wmma::load_matrix_sync(fa, Qw + kt * 16, LDQK);
-        wmma::load_matrix_sync(fb, Ks + nt * 16 * LDQK + kt * 16, LDQK);
-        wmma::mma_sync(sc, fa, fb, sc);
-      }
-      wmma::store_matrix_sync(Sw + nt * 16, sc, LDS, wmma::mem_row_major);
-    }
+    warp_tile_mma<kRows / 16, DP / 16, wmma::col_major>(Qw, LDQK, Ks, LDQK, Sw, LDS);
     __syncwarp();
     // Decay mask, two lanes per row, into P (bf16).
     const int rr = lane / 2, half = lane % 2, i = iq0 + rr;
@@ -178,20 +166,7 @@ __device__ __forceinline__ void intra_tile(float (&acc)[kWarpRows], const Tin* Q
     }
     __syncwarp();
     // P V (16 × 32) into the scratch, then into the lane's column.
-#pragma unroll
-    for (int nt = 0; nt < kBV / 16; ++nt) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> oc;
-      wmma::fill_fragment(oc, 0.0f);
-#pragma unroll
-      for (int kt = 0; kt < kRows / 16; ++kt) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-        wmma::load_matrix_sync(fa, Pw + kt * 16, LDP);
-        wmma::load_matrix_sync(fb, Vs + kt * 16 * LDV + nt * 16, LDV);
-        wmma::mma_sync(oc, fa, fb, oc);
-      }
-      wmma::store_matrix_sync(Sw + nt * 16, oc, LDS, wmma::mem_row_major);
-    }
+    warp_tile_mma<kBV / 16, kRows / 16, wmma::row_major>(Pw, LDP, Vs, LDV, Sw, LDS);
     __syncwarp();
 #pragma unroll
     for (int r = 0; r < kWarpRows; ++r) acc[r] += Sw[r * LDS + lane];
