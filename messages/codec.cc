@@ -16,7 +16,9 @@
 //   - 8-byte vector elements are 8-byte aligned (the 2.0.8 Verifier does not check it).
 #include "messages/codec.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -77,6 +79,29 @@ Status nonzero(const Field& field, uint64_t v) {
 
 Status finite(const Field& field, double v) {
   return std::isfinite(v) ? Status::ok() : errf(field, "must be finite, got {}", v);
+}
+
+// Index of v's first non-finite value, or its length if there is none: one pass over the raw
+// bits in blocks that the compiler vectorises (a Status per element cost the generator ~10 ms for
+// each 7.8 MB weights version). Callers report the element with finite() above.
+uint32_t first_nonfinite(const flatbuffers::Vector<float>* v) {
+  const uint32_t n = length(v);
+  if (n == 0) return 0;
+  const uint8_t* p = v->Data();
+  constexpr uint32_t kBlock = 4096;
+  for (uint32_t b = 0; b < n; b += kBlock) {
+    const uint32_t e = std::min(n, b + kBlock);
+    uint32_t any = 0;
+    for (uint32_t i = b; i < e; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, p + 4 * size_t(i), 4);
+      any |= uint32_t((bits & 0x7f800000u) == 0x7f800000u);  // exponent all ones: inf or NaN
+    }
+    if (any)
+      for (uint32_t i = b; i < e; ++i)
+        if (!std::isfinite(v->Get(i))) return i;
+  }
+  return n;
 }
 
 // A string of at most MAX bytes; non-empty (and so present) when REQUIRED.
@@ -352,7 +377,8 @@ Status check_root(const WeightsChunk& m, const uint8_t* base) {
   const uint32_t n = length(m.values());
   if (n == 0) return Status::errorf("{}values: must be non-empty", p);
   if (m.offset() > UINT64_MAX - n) return Status::errorf("{}offset: {} + {} values overflows", p, m.offset(), n);
-  for (uint32_t i = 0; i < n; ++i) M1_RETURN_UNDER(p, finite(elem("values", i), m.values()->Get(i)));
+  if (const uint32_t i = first_nonfinite(m.values()); i < n)
+    M1_RETURN_UNDER(p, finite(elem("values", i), m.values()->Get(i)));
   return Status::ok();
 }
 

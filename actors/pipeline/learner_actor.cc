@@ -27,7 +27,8 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     std::vector<msg::Bytes> batch;
     wire::Sender sender;
     MetricsLog metrics;
-    bool halting = false, finished = false;
+    bool halting = false, finished = false, finish_pending = false;
+    int records_in_flight = 0;  // metrics records waiting for the sampler's and a generator's stats
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point last_step = std::chrono::steady_clock::now();
     // Where a step's wall time goes: waiting for replay to hold a full batch, training, the
@@ -106,7 +107,10 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
           st->halting = true;
         }
         if (st->halting || a.logic->step() >= uint64_t(c.steps)) {
-          finish();
+          if (st->records_in_flight > 0)
+            st->finish_pending = true;  // the last records' stats replies finish the run
+          else
+            finish();
           return;
         }
         if (!st->waiting) {
@@ -182,12 +186,17 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                 rec["pearson_tokens"] = ls.pearson_tokens;
                 st->last_step = now;
                 if (eval_now) rec["eval_accuracy"] = evaluate();
-                self->request(a.sampler, caf::infinite, stats_atom::value).await([=](const std::string& s) mutable {
+                // The record is completed with the sampler's and a generator's stats off the
+                // critical path: the next step starts now, and the replies (answered in order,
+                // so records stay in step order) are handled when the learner next reads its
+                // mailbox. A generator answers only between decode steps and weights swaps.
+                st->records_in_flight++;
+                self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const std::string& s) mutable {
                   json sj = json::parse(s, nullptr, false);
                   if (sj.is_object())
                     for (auto& [k, v] : sj.items()) rec[k] = v;
                   self->request(a.generators[0], caf::infinite, stats_atom::value)
-                      .await([=](const std::string& g) mutable {
+                      .then([=](const std::string& g) mutable {
                         json gj = json::parse(g, nullptr, false);
                         if (gj.is_object()) {
                           rec["gen_tokens_per_s"] = gj["tokens_per_s"];
@@ -199,9 +208,10 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                         Status s2 = st->metrics.append(rec);
                         if (!s2.is_ok()) log_error("learner: metrics: {}", s2.message());
                         self->send(a.driver, step_atom::value, rec.dump());
-                        self->send(self, train_atom::value);
+                        if (--st->records_in_flight == 0 && st->finish_pending) finish();
                       });
                 });
+                self->send(self, train_atom::value);
               });
             });
       },

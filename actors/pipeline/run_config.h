@@ -44,6 +44,8 @@ struct RunConfig {
   int overlong_cache = 0;         // sampler.overlong_cache (DAPO L_cache; 0 = off)
   bool std_normalize = true;      // sampler.std_normalize
   double oversample = 1.0;        // sampler.oversample: groups kept in flight per missing accepted group, in [1, 16]
+  int lookahead = 1000;           // sampler.lookahead: batches issued ahead of the learner, in [0, 1000]; the
+                                  // sampler uses min(lookahead, run.max_staleness) (default: max_staleness)
   // generators / judges
   int generators = 1, generator_batch = 64;
   int repetition_n = 0;           // generator.repetition_n (0 = off)

@@ -116,6 +116,7 @@ SamplerOptions make_options(const RunConfig& c, uint64_t incarnation, uint64_t s
   o.batch_groups = uint32_t(c.batch_groups);
   o.max_staleness = uint64_t(c.max_staleness);
   o.oversample = c.oversample;
+  o.lookahead = uint64_t(c.lookahead);
   o.advantage.divide_by_std = c.std_normalize;
   o.overlong.enabled = c.overlong_cache > 0;  // L_max = the group's max_new
   o.overlong.l_cache = c.overlong_cache;

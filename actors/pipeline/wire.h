@@ -61,7 +61,8 @@ msg::Bytes step_report(Sender& s, uint64_t step, uint64_t version, float loss, c
 // The training rollouts of a verified JudgedGroup.
 void to_train_rollouts(const msg::JudgedGroup& g, std::vector<TrainRollout>* out);
 
-uint64_t fnv1a64(const void* data, size_t n);
+// The weights checksum (WeightsAnnouncement.checksum): FNV-1a 64 over 64-bit words in 4 lanes.
+uint64_t checksum64(const void* data, size_t n);
 const char* finish_name(msg::FinishReason f);
 msg::FinishReason finish_from_name(const std::string& s);
 

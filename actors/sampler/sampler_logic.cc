@@ -58,7 +58,7 @@ bool DynamicSampler::set_learner_version(uint64_t version) {
 uint64_t DynamicSampler::issuable() const {
   const uint64_t quota =
       admitted_group_quota(learner_version_ - options_.start_learner_version,
-                           options_.max_staleness, options_.batch_groups);
+                           std::min(options_.lookahead, options_.max_staleness), options_.batch_groups);
   if (accepted_ >= quota) return 0;
   // in_flight < (quota − accepted) · oversample  ⇔  in_flight < ceil(that), in_flight integer.
   const uint64_t target = uint64_t(std::ceil(double(quota - accepted_) * options_.oversample));

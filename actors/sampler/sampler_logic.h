@@ -19,7 +19,8 @@
 //                    those of rollouts recorded later) counted as wasted.
 //
 // Admission (oversampling + staleness; shaping.h admit_batch): with quota =
-// admitted_group_quota(learner_version − start_learner_version, max_staleness, batch_groups) =
+// admitted_group_quota(learner_version − start_learner_version, min(lookahead, max_staleness),
+// batch_groups) =
 // the accepted groups of every batch the staleness rule admits (batches counted from this
 // sampler's start), a new group is issued iff
 //     accepted · oversample + in_flight < quota · oversample,
@@ -64,6 +65,11 @@ struct SamplerOptions {
   uint32_t batch_groups = 4;      // accepted groups per training batch, ≥ 1
   uint64_t max_staleness = 0;     // 0 = synchronous RL
   double oversample = 1.0;        // ≥ 1, finite (see the admission rule above)
+  // Batches issued ahead of the learner's: the quota uses min(lookahead, max_staleness) in place
+  // of max_staleness. The staleness bound stays max_staleness (replay enforces it); a smaller
+  // lookahead only keeps the generators from running further ahead than the learner needs, so
+  // the data is fresher when the learner is the bottleneck.
+  uint64_t lookahead = UINT64_MAX;
   AdvantageOptions advantage;
   OverlongOptions overlong;
   uint64_t seed = 0;

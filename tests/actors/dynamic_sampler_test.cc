@@ -429,6 +429,26 @@ TEST_CASE("sampler: staleness admission paces issue by learner version") {
   }
 }
 
+TEST_CASE("sampler: lookahead issues fewer batches ahead than max_staleness admits") {
+  for (uint64_t lookahead : {0u, 1u, 2u, 5u}) {
+    INFO("lookahead " << lookahead);
+    SamplerOptions o;
+    o.group_size = 2;
+    o.batch_groups = 2;
+    o.max_staleness = 2;
+    o.lookahead = lookahead;
+    DynamicSampler s = make_sampler(o);
+    const uint64_t ahead = std::min<uint64_t>(lookahead, 2);  // never beyond max_staleness
+    CHECK(s.issuable() == (ahead + 1) * 2);
+    std::vector<IssuedGroup> gs = s.issue().value();
+    REQUIRE(gs.size() == (ahead + 1) * 2);
+    for (const IssuedGroup& g : gs) CHECK(judge_all(s, g, {1, 0}).fate == GroupFate::kAccepted);
+    CHECK(s.issuable() == 0);
+    CHECK(s.set_learner_version(1));
+    CHECK(s.issuable() == 2);  // one batch consumed, one more issued: still `ahead` batches ahead
+  }
+}
+
 TEST_CASE("sampler: a resumed sampler counts batches from its start version") {
   SamplerOptions o;
   o.group_size = 2;

@@ -43,6 +43,8 @@ TEST_CASE("bad run configs give an error naming the file and the key") {
       {kOk + "[sampler]\ndifficulty_ramp_steps = -5\n", "sampler.difficulty_ramp_steps"},
       {kOk + "[sampler]\noversample = 0.5\n", "sampler.oversample"},
       {kOk + "[sampler]\noversample = 17.0\n", "sampler.oversample"},
+      {kOk + "[sampler]\nlookahead = -1\n", "sampler.lookahead"},
+      {kOk + "[sampler]\nlookahead = 1.5\n", "sampler.lookahead"},
       {"[run]\ndir = \"x\"\nmax_seconds = -1\n[model]\nconfig = \"a.json\"\n", "run.max_seconds"},
   };
   int i = 0;
@@ -67,16 +69,19 @@ TEST_CASE("difficulty schedule and time budget keys") {
   CHECK(d->difficulty_ramp_steps == 0);
   CHECK(d->max_seconds == 0);
   CHECK(d->oversample == 1.0);
+  CHECK(d->lookahead >= d->max_staleness);  // default: the staleness bound alone limits issuing
   auto r = load_run_config(write_tmp("sched1", "[run]\ndir = \"x\"\nmax_seconds = 900\n[model]\nconfig = \"a.json\"\n"
                                                 "[sampler]\nmin_difficulty = 1\n"
                                                      "max_difficulty = 4\nstart_max_difficulty = 2\n"
-                                                     "difficulty_ramp_steps = 100\noversample = 2.5\n"),
+                                                     "difficulty_ramp_steps = 100\noversample = 2.5\n"
+                                                     "lookahead = 1\n"),
                            "");
   REQUIRE(r.is_ok());
   CHECK(r->start_max_difficulty == 2);
   CHECK(r->difficulty_ramp_steps == 100);
   CHECK(r->max_seconds == 900);
   CHECK(r->oversample == 2.5);
+  CHECK(r->lookahead == 1);
 }
 
 TEST_CASE("--run-dir overrides run.dir") {

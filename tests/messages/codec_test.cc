@@ -383,6 +383,13 @@ std::vector<Violation> violations() {
   wchk([](WeightsChunkSpec& s) { s.values.reset(); }, "WeightsChunk.values: must be non-empty");
   wchk([](WeightsChunkSpec& s) { (*s.values)[5] = kNaN; }, "WeightsChunk.values[5]: must be finite, got nan");
   wchk([](WeightsChunkSpec& s) { (*s.values)[47] = kInf; }, "WeightsChunk.values[47]: must be finite, got inf");
+  wchk(  // the scan goes in blocks of 4096: the first bad value is named, whichever block it is in
+      [](WeightsChunkSpec& s) {
+        s.values = std::vector<float>(9000, 0.5f);
+        (*s.values)[8191] = -kInf;
+        (*s.values)[8500] = kNaN;
+      },
+      "WeightsChunk.values[8191]: must be finite, got -inf");
   wchk([](WeightsChunkSpec& s) { s.version = 0; }, "WeightsChunk.version: must be >= 1");
   wchk([](WeightsChunkSpec& s) { s.offset = UINT64_MAX - 10; }, "WeightsChunk.offset: 18446744073709551605 + 48");
 
