@@ -2,6 +2,8 @@
 // -ffast-math). Cody-Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, then a degree-6
 // polynomial for e^r and 2^n through the exponent bits. Relative error ≤ 2e-7 over
 // [−87, 88]; inputs below −87 give 0 (within 1e-38), above 88 saturate at e^88.
+// Loops over vexp vectorise only with -fno-trapping-math (set for m1_kernels in CMakeLists.txt):
+// otherwise GCC keeps the clamp below as a branch.
 #pragma once
 
 #include <cstdint>
