@@ -31,7 +31,11 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
     std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
     double busy_s = 0, busy_reported = 0;  // seconds in step(): all, and at the last report
     uint64_t steps_reported = 0, rows_reported = 0;
+    std::string last_report;  // answered again to a request within kMinWindow of it
   };
+  // A window's rates need a window: requests can arrive back to back (the learner asks once per
+  // step without waiting, and several may queue behind a weights swap).
+  constexpr double kMinWindow = 0.05;
   auto st = std::make_shared<State>();
   st->sender = {a.id, a.incarnation, 0};
   const int V = a.logic->model().config().vocab_size;
@@ -94,6 +98,7 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
       },
       [=](stats_atom) -> std::string {
         const double secs = seconds_since(st->since);
+        if (secs < kMinWindow && !st->last_report.empty()) return st->last_report;
         const double busy = st->busy_s - st->busy_reported;
         const uint64_t toks = a.logic->tokens_generated() - st->tokens_reported;
         const uint64_t steps = a.logic->decode_steps() - st->steps_reported;
@@ -116,7 +121,8 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
         st->rows_reported = a.logic->decode_rows();
         st->since = std::chrono::steady_clock::now();
         st->busy_reported = st->busy_s;
-        return j.dump();
+        st->last_report = j.dump();
+        return st->last_report;
       },
   };
 }
