@@ -142,11 +142,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   }
 
   caf::actor_system_config cfg;
-  cfg.set("scheduler.max-threads", size_t(c.threads));
-  // Work sharing: idle scheduler threads sleep on a condition variable. Work stealing's idle
-  // workers poll with 50 µs sleeps, which cost ~7% of the CPU (context switches) on 2 cores while
-  // the detached generator and learner threads need both.
-  cfg.set("scheduler.policy", caf::atom("sharing"));
+  pipe::configure_scheduler(cfg, size_t(c.threads));
   caf::actor_system sys{cfg};
   auto rejects = std::make_shared<pipe::RejectCounters>();
   {

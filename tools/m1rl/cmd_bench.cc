@@ -284,7 +284,7 @@ int bench_generator(const std::string& config, int batch, int threads, int group
   const int max_new = 16;
 
   caf::actor_system_config sc;
-  sc.set("scheduler.max-threads", size_t(1));
+  pipe::configure_scheduler(sc, 1);  // as in m1rl run
   caf::actor_system sys{sc};
   ByteTokenizer tok;
   auto rejects = std::make_shared<pipe::RejectCounters>();
