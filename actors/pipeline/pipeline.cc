@@ -77,7 +77,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   }
   M1_ASSIGN_OR_RETURN(uint64_t incarnation, next_incarnation(c.run_dir));
   M1_ASSIGN_OR_RETURN(std::string sft_dir, sft_model(c));
-  set_num_threads(1);  // after the SFT stage (which sizes its own pool): one kernel thread per actor
+  set_num_threads(c.kernel_threads);  // after the SFT stage, which sizes its own pool
 
   // Learner: from the newest RL checkpoint, else the SFT model.
   M1_ASSIGN_OR_RETURN(Model base, load_model(sft_dir));

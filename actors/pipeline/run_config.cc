@@ -23,6 +23,8 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   M1_ASSIGN_OR_RETURN(int64_t ev, t.get_int("run.eval_every", 10, 0, 100000000));
   M1_ASSIGN_OR_RETURN(int64_t evn, t.get_int("run.eval_examples", 100, 1, 1000000));
   M1_ASSIGN_OR_RETURN(int64_t th, t.get_int("run.threads", 2, 1, 256));
+  M1_ASSIGN_OR_RETURN(int64_t kth, t.get_int("run.kernel_threads", 1, 1, 256));
+  c.kernel_threads = int(kth);
   c.steps = int(steps);
   c.max_staleness = int(ms);
   c.checkpoint_every = int(ck);

@@ -23,7 +23,9 @@ struct RunConfig {
   int checkpoint_every = 5;       // run.checkpoint_every (learner steps)
   int eval_every = 10;            // run.eval_every (learner steps; 0 = only at start and end)
   int eval_examples = 100;        // run.eval_examples
-  int threads = 2;                // run.threads: CAF scheduler threads (kernels run 1 thread per actor)
+  int threads = 2;                // run.threads: CAF scheduler threads
+  int kernel_threads = 1;         // run.kernel_threads: the CPU kernel pool, in [1, 256]; one actor's
+                                  // loop uses it at a time, a concurrent one runs on its own thread
   // model / SFT stage
   std::string model_config;       // model.config (for the SFT stage)
   std::string sft_checkpoint;     // sft.checkpoint: start from this model dir, skip the SFT stage

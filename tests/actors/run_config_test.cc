@@ -44,6 +44,7 @@ TEST_CASE("bad run configs give an error naming the file and the key") {
       {kOk + "[sampler]\noversample = 0.5\n", "sampler.oversample"},
       {kOk + "[sampler]\noversample = 17.0\n", "sampler.oversample"},
       {kOk + "[sampler]\nlookahead = -1\n", "sampler.lookahead"},
+      {"[run]\ndir = \"x\"\nkernel_threads = 0\n[model]\nconfig = \"a.json\"\n", "run.kernel_threads"},
       {kOk + "[sampler]\nlookahead = 1.5\n", "sampler.lookahead"},
       {"[run]\ndir = \"x\"\nmax_seconds = -1\n[model]\nconfig = \"a.json\"\n", "run.max_seconds"},
   };
@@ -69,6 +70,7 @@ TEST_CASE("difficulty schedule and time budget keys") {
   CHECK(d->difficulty_ramp_steps == 0);
   CHECK(d->max_seconds == 0);
   CHECK(d->oversample == 1.0);
+  CHECK(d->kernel_threads == 1);
   CHECK(d->lookahead >= d->max_staleness);  // default: the staleness bound alone limits issuing
   auto r = load_run_config(write_tmp("sched1", "[run]\ndir = \"x\"\nmax_seconds = 900\n[model]\nconfig = \"a.json\"\n"
                                                 "[sampler]\nmin_difficulty = 1\n"
