@@ -405,17 +405,23 @@ TEST_CASE("sampler: judge id and finish reason are carried into the completed gr
   CHECK(u->group->rollouts[1].judged.finish == "length");
 }
 
-TEST_CASE("sampler: staleness admission paces issue by learner version") {
-  for (uint64_t staleness : {0u, 1u, 3u}) {
-    INFO("max_staleness " << staleness);
+TEST_CASE("sampler: staleness admission paces issue by learner version; lookahead issues fewer batches ahead") {
+  struct Case {
+    uint64_t staleness, lookahead;
+  };
+  for (Case c : {Case{0, UINT64_MAX}, Case{1, UINT64_MAX}, Case{3, UINT64_MAX}, Case{2, 0}, Case{2, 1}, Case{2, 2},
+                 Case{2, 5}}) {
+    INFO("max_staleness " << c.staleness << ", lookahead " << c.lookahead);
     SamplerOptions o;
     o.group_size = 2;
     o.batch_groups = 2;
-    o.max_staleness = staleness;
+    o.max_staleness = c.staleness;
+    o.lookahead = c.lookahead;
     DynamicSampler s = make_sampler(o);
-    CHECK(s.issuable() == (staleness + 1) * 2);
+    const uint64_t ahead = std::min(c.lookahead, c.staleness);  // never beyond max_staleness
+    CHECK(s.issuable() == (ahead + 1) * 2);
     std::vector<IssuedGroup> gs = s.issue().value();
-    CHECK(gs.size() == (staleness + 1) * 2);
+    CHECK(gs.size() == (ahead + 1) * 2);
     for (const IssuedGroup& g : gs) CHECK(judge_all(s, g, {1, 0}).fate == GroupFate::kAccepted);
     CHECK(s.issuable() == 0);
     // The learner consumes one batch: exactly one more batch is admitted.
@@ -426,26 +432,6 @@ TEST_CASE("sampler: staleness admission paces issue by learner version") {
     CHECK(gs[0].issue_version == 1);
     CHECK_FALSE(s.set_learner_version(0));  // versions only move forward
     CHECK(s.learner_version() == 1);
-  }
-}
-
-TEST_CASE("sampler: lookahead issues fewer batches ahead than max_staleness admits") {
-  for (uint64_t lookahead : {0u, 1u, 2u, 5u}) {
-    INFO("lookahead " << lookahead);
-    SamplerOptions o;
-    o.group_size = 2;
-    o.batch_groups = 2;
-    o.max_staleness = 2;
-    o.lookahead = lookahead;
-    DynamicSampler s = make_sampler(o);
-    const uint64_t ahead = std::min<uint64_t>(lookahead, 2);  // never beyond max_staleness
-    CHECK(s.issuable() == (ahead + 1) * 2);
-    std::vector<IssuedGroup> gs = s.issue().value();
-    REQUIRE(gs.size() == (ahead + 1) * 2);
-    for (const IssuedGroup& g : gs) CHECK(judge_all(s, g, {1, 0}).fate == GroupFate::kAccepted);
-    CHECK(s.issuable() == 0);
-    CHECK(s.set_learner_version(1));
-    CHECK(s.issuable() == 2);  // one batch consumed, one more issued: still `ahead` batches ahead
   }
 }
 
