@@ -27,7 +27,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     std::vector<msg::Bytes> batch;
     wire::Sender sender;
     MetricsLog metrics;
-    bool halting = false, finished = false, finish_pending = false;
+    bool halting = false, finished = false;
     int records_in_flight = 0;  // metrics records waiting for the sampler's and a generator's stats
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point last_step = std::chrono::steady_clock::now();
@@ -62,6 +62,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                                a.logic->version(), size_t(1) << 20);
     for (auto& g : a.generators) self->send(g, weights_atom::value, parts);
   };
+  auto done = [=] { return st->halting || a.logic->step() >= uint64_t(c.steps); };
   auto elapsed = [=] {  // RL wall time over every incarnation of this run
     return a.start_seconds + seconds_since(st->t0);
   };
@@ -106,11 +107,8 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
           log_info("run: run.max_seconds = {} reached at step {}: stopping", c.max_seconds, a.logic->step());
           st->halting = true;
         }
-        if (st->halting || a.logic->step() >= uint64_t(c.steps)) {
-          if (st->records_in_flight > 0)
-            st->finish_pending = true;  // the last records' stats replies finish the run
-          else
-            finish();
+        if (done()) {
+          if (st->records_in_flight == 0) finish();  // else the last record's stats reply does
           return;
         }
         if (!st->waiting) {
@@ -208,7 +206,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                         Status s2 = st->metrics.append(rec);
                         if (!s2.is_ok()) log_error("learner: metrics: {}", s2.message());
                         self->send(a.driver, step_atom::value, rec.dump());
-                        if (--st->records_in_flight == 0 && st->finish_pending) finish();
+                        if (--st->records_in_flight == 0 && done()) finish();
                       });
                 });
                 self->send(self, train_atom::value);

@@ -237,6 +237,8 @@ std::vector<Violation> violations() {
        "Rollout.data.behavior_logprobs[1]: log-prob 0.5 > 0");
   roll([](RolloutSpec& s) { s.data.behavior_logprobs = std::vector<float>{kNaN, -1, -1, -1, -1}; },
        "Rollout.data.behavior_logprobs[0]: must be finite, got nan");
+  roll([](RolloutSpec& s) { s.data.behavior_logprobs = std::vector<float>{-1, -1, -1, -kInf, -1}; },
+       "Rollout.data.behavior_logprobs[3]: must be finite, got -inf");
   roll([](RolloutSpec& s) { s.data.format_reward = 0.5f; }, "Rollout.data.format_reward: must be 0 or 1, got 0.5");
   roll([](RolloutSpec& s) { s.data.finish = 4; }, "Rollout.data.finish: 4 is not a FinishReason");
   roll([](RolloutSpec& s) { s.data.finish = -1; }, "Rollout.data.finish: -1 is not a FinishReason");
@@ -383,7 +385,7 @@ std::vector<Violation> violations() {
   wchk([](WeightsChunkSpec& s) { s.values.reset(); }, "WeightsChunk.values: must be non-empty");
   wchk([](WeightsChunkSpec& s) { (*s.values)[5] = kNaN; }, "WeightsChunk.values[5]: must be finite, got nan");
   wchk([](WeightsChunkSpec& s) { (*s.values)[47] = kInf; }, "WeightsChunk.values[47]: must be finite, got inf");
-  wchk(  // the scan goes in blocks of 4096: the first bad value is named, whichever block it is in
+  wchk(  // a long vector with two bad values far apart: the first is named
       [](WeightsChunkSpec& s) {
         s.values = std::vector<float>(9000, 0.5f);
         (*s.values)[8191] = -kInf;

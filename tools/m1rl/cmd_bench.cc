@@ -27,7 +27,14 @@ namespace m1::cli {
 namespace {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using Clock = SteadyClock;
+
+// The median of v (the mean of the middle two for an even count).
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 
 // Best of `reps` timings of fn().
@@ -213,13 +220,12 @@ int bench_model(const std::string& config, bool as_json, int threads) {
         }
         ratios.push_back(tps_round[2] / tps_round[1]);
       }
-      std::sort(ratios.begin(), ratios.end());
-      const double median = 0.5 * (ratios[5] + ratios[6]);
+      const auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
       dthr[std::to_string(B)] = {{"1", best[1]},
                                  {"2", best[2]},
-                                 {"ratio_2_over_1", median},
-                                 {"ratio_min", ratios.front()},
-                                 {"ratio_max", ratios.back()}};
+                                 {"ratio_2_over_1", median(ratios)},
+                                 {"ratio_min", *lo},
+                                 {"ratio_max", *hi}};
     }
     set_num_threads(threads);
   }
@@ -373,10 +379,6 @@ int bench_generator(const std::string& config, int batch, int threads, int group
     self->send_exit(gen, caf::exit_reason::user_shutdown);
     self->send_exit(feeder, caf::exit_reason::user_shutdown);
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   const double ratio = median(ratios);
   json j = {{"config", config},
             {"batch", batch},
