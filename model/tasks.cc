@@ -1,9 +1,9 @@
-// Built-in task families ("add", "sort") and the shared answer-markup rules.
+// Built-in task families ("add", "sort", "add_steps") and the shared answer-markup rules.
 //
 // Verification of a response against a reference answer:
 //   extracted = the text between the first "<answer>" and the next "</answer>", ASCII
 //               whitespace trimmed at both ends; no such pair → reward 0, "no answer block".
-//   add:  extracted and reference are integers with an optional sign and leading zeros
+//   add, add_steps: extracted and reference are integers with an optional sign and leading zeros
 //         ("+007" == "7", "-0" == "0"); a non-integer is "unparsable answer 'X'".
 //   sort: both are compared as sequences of whitespace-separated tokens.
 //   format_reward = check_format(response), independent of correctness.
@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string_view>
+#include <utility>
 
 #include "base/check.h"
 
@@ -106,6 +107,33 @@ bool start_verdict(const std::string& response, Verdict* v) {
   return true;
 }
 
+// The add families' problem: a and b uniform in [0, 10^difficulty), a drawn first.
+std::pair<uint64_t, uint64_t> operands(Rng& rng, int difficulty) {
+  uint64_t limit = 1;
+  for (int i = 0; i < difficulty; ++i) limit *= 10;
+  const uint64_t a = rng.below(limit);
+  return {a, rng.below(limit)};
+}
+
+// The add families' rule: the extracted answer and the reference as canonical integers.
+Verdict verify_integer(const std::string& response, const std::string& answer) {
+  Verdict v;
+  if (!start_verdict(response, &v)) return v;
+  std::string got, expected;
+  if (!canonical_integer(v.extracted, &got)) {
+    v.reason = "unparsable answer '" + echo(v.extracted) + "'";
+    return v;
+  }
+  if (!canonical_integer(trim(answer), &expected)) {
+    v.reason = "unparsable reference '" + echo(answer) + "'";
+    return v;
+  }
+  if (got != expected) return wrong(std::move(v), answer);
+  v.reward = 1;
+  v.reason = "correct";
+  return v;
+}
+
 class AddTask final : public Task {
  public:
   std::string name() const override { return "add"; }
@@ -113,9 +141,7 @@ class AddTask final : public Task {
 
   TaskExample sample(Rng& rng, int difficulty) const override {
     M1_CHECK_MSG(difficulty >= 1 && difficulty <= max_difficulty(), "add: difficulty out of range");
-    uint64_t limit = 1;
-    for (int i = 0; i < difficulty; ++i) limit *= 10;
-    const uint64_t a = rng.below(limit), b = rng.below(limit);
+    const auto [a, b] = operands(rng, difficulty);
     TaskExample ex;
     ex.task = name();
     ex.difficulty = difficulty;
@@ -126,21 +152,44 @@ class AddTask final : public Task {
   }
 
   Verdict verify(const std::string& response, const std::string& answer) const override {
-    Verdict v;
-    if (!start_verdict(response, &v)) return v;
-    std::string got, expected;
-    if (!canonical_integer(v.extracted, &got)) {
-      v.reason = "unparsable answer '" + echo(v.extracted) + "'";
-      return v;
-    }
-    if (!canonical_integer(trim(answer), &expected)) {
-      v.reason = "unparsable reference '" + echo(answer) + "'";
-      return v;
-    }
-    if (got != expected) return wrong(std::move(v), answer);
-    v.reward = 1;
-    v.reason = "correct";
-    return v;
+    return verify_integer(response, answer);
+  }
+};
+
+// "add" with a worked solution: the demonstration thinks column by column from the ones up,
+// "<think>7+5+0=12 4+8+1=13</think><answer>132</answer>" for 47+85 (digit of a, digit of b,
+// carry in = column sum; a missing digit is 0), so responses are several times longer than the
+// prompt, as in reasoning RL, and the answer is read off the columns.
+class AddStepsTask final : public Task {
+ public:
+  std::string name() const override { return "add_steps"; }
+  int max_difficulty() const override { return 9; }
+
+  TaskExample sample(Rng& rng, int difficulty) const override {
+    M1_CHECK_MSG(difficulty >= 1 && difficulty <= max_difficulty(), "add_steps: difficulty out of range");
+    auto [a, b] = operands(rng, difficulty);
+    TaskExample ex;
+    ex.task = name();
+    ex.difficulty = difficulty;
+    ex.prompt = std::to_string(a) + "+" + std::to_string(b) + "=";
+    ex.answer = std::to_string(a + b);
+    std::string think;
+    int carry = 0;
+    do {
+      const int da = int(a % 10), db = int(b % 10), sum = da + db + carry;
+      if (!think.empty()) think += ' ';
+      think += std::to_string(da) + "+" + std::to_string(db) + "+" + std::to_string(carry) + "=" + std::to_string(sum);
+      carry = sum / 10;
+      a /= 10;
+      b /= 10;
+    } while (a > 0 || b > 0);
+    ex.demonstration = std::string(kThinkOpen) + think + std::string(kThinkClose) + std::string(kAnswerOpen) +
+                       ex.answer + std::string(kAnswerClose);
+    return ex;
+  }
+
+  Verdict verify(const std::string& response, const std::string& answer) const override {
+    return verify_integer(response, answer);
   }
 };
 
@@ -187,10 +236,11 @@ class SortTask final : public Task {
 std::unique_ptr<Task> make_task(const std::string& name) {
   if (name == "add") return std::make_unique<AddTask>();
   if (name == "sort") return std::make_unique<SortTask>();
+  if (name == "add_steps") return std::make_unique<AddStepsTask>();
   return nullptr;
 }
 
-std::vector<std::string> task_names() { return {"add", "sort"}; }
+std::vector<std::string> task_names() { return {"add", "sort", "add_steps"}; }
 
 bool extract_answer(const std::string& response, std::string* answer) {
   const std::string_view r = response;

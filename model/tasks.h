@@ -22,7 +22,7 @@ struct TaskExample {
   int difficulty = 1;        // the knob the example was drawn at
   std::string prompt;        // text given to the model (no special tokens other than markup)
   std::string answer;        // the reference answer (canonical form)
-  std::string demonstration; // a correct full response: "<answer>...</answer>"
+  std::string demonstration; // a correct full response: "[<think>...</think>]<answer>...</answer>"
 };
 
 struct Verdict {
@@ -43,7 +43,7 @@ class Task {
   // Deterministic in the Rng state. REQUIRES: 1 ≤ difficulty ≤ max_difficulty() (else aborts).
   virtual TaskExample sample(Rng& rng, int difficulty) const = 0;
   // Pure function of (response, answer): reward compares the extracted answer with the reference
-  // (add: as integers, sign and leading zeros tolerated; sort: as whitespace-separated tokens);
+  // (add, add_steps: as integers, sign and leading zeros tolerated; sort: as whitespace-separated tokens);
   // format_reward = check_format(response), whatever the reward.
   virtual Verdict verify(const std::string& response, const std::string& answer) const = 0;
 };
@@ -52,7 +52,10 @@ class Task {
 //        "12+345=", answer "357".
 // "sort": `difficulty`+2 digits 0..9 (difficulty 1..10, so up to 12) to sort ascending; prompt
 //        "sort 3 1 2:", answer "1 2 3".
-// Demonstrations are "<answer>" + answer + "</answer>".
+// "add_steps": "add" (same prompts, answers and verifier) whose demonstrations think first, one
+//        column per step from the ones up: 47+85= → "<think>7+5+0=12 4+8+1=13</think>
+//        <answer>132</answer>" (digit of a + digit of b + carry in = column sum).
+// Other demonstrations are "<answer>" + answer + "</answer>".
 std::unique_ptr<Task> make_task(const std::string& name);   // nullptr when unknown
 std::vector<std::string> task_names();
 // The text between the first "<answer>" and the next "</answer>", ASCII whitespace trimmed;

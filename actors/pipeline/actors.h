@@ -60,6 +60,7 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;      // ask for a JSO
 using halt_atom = caf::atom_constant<caf::atom("halt")>;        // stop with a checkpoint
 using done_atom = caf::atom_constant<caf::atom("done")>;        // learner → driver: finished
 using start_atom = caf::atom_constant<caf::atom("start")>;      // sampler: begin issuing
+using eval_atom = caf::atom_constant<caf::atom("eval")>;        // learner → evaluator: accuracy of a version
 
 // Registers the types the pipeline's messages carry, for actor systems that talk to other
 // processes (both ends must register; local actors do not need it).
@@ -83,7 +84,7 @@ inline uint64_t judge_id(size_t i) { return 0x3d0000ull + i + 1; }
 
 // Shared counters of malformed messages, by receiving role (read by the driver for metrics).
 struct RejectCounters {
-  std::atomic<uint64_t> generator{0}, sampler{0}, judge{0}, replay{0}, learner{0};
+  std::atomic<uint64_t> generator{0}, sampler{0}, judge{0}, replay{0}, learner{0}, evaluator{0};
 };
 
 struct GeneratorArgs {
@@ -118,10 +119,19 @@ struct SamplerArgs {
 };
 caf::behavior sampler_actor(caf::event_based_actor* self, SamplerArgs a);
 
+// Held-out evaluation (evaluator_actor.cc): owns a model copy, takes weights like a generator.
+struct EvaluatorArgs {
+  RunConfig cfg;
+  std::shared_ptr<Model> model;  // starts as the learner's weights at spawn
+  uint64_t version = 0;          // ... of this version
+  std::shared_ptr<RejectCounters> rejects;
+};
+caf::behavior evaluator_actor(caf::event_based_actor* self, EvaluatorArgs a);
+
 struct LearnerArgs {
   RunConfig cfg;
   std::shared_ptr<LearnerLogic> logic;
-  caf::actor replay, sampler, driver;
+  caf::actor replay, sampler, driver, evaluator;
   std::vector<caf::actor> generators;
   uint64_t incarnation = 1;
   double start_seconds = 0;  // wall time already spent by earlier incarnations

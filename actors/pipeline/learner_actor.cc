@@ -1,10 +1,14 @@
 // The learner actor: takes a batch from replay (within max_staleness), trains K minibatch steps
 // (LearnerLogic), commits the batch's consumption durably, writes a checkpoint every
 // checkpoint_every steps (after the commit: replay_store.h's protocol), publishes the new weights
-// version to every generator, reports the step to the sampler, evaluates held-out accuracy, and
-// appends one metrics record per step.
+// version to every generator, reports the step to the sampler, and appends one metrics record per
+// step. Held-out accuracy is measured by the evaluator actor on its own thread: the learner sends
+// it the weights of every eval_every-th version and goes on training; the record of that step is
+// written when the accuracy (and the sampler's and a generator's stats) are in, records in step
+// order.
 #include <chrono>
 #include <cmath>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -27,8 +31,14 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     std::vector<msg::Bytes> batch;
     wire::Sender sender;
     MetricsLog metrics;
-    bool halting = false, finished = false;
-    int records_in_flight = 0;  // metrics records waiting for the sampler's and a generator's stats
+    bool halting = false, finishing = false;
+    // Metrics records by step, each waiting for `parts` replies (stats, evaluation); written in
+    // step order as soon as the oldest is complete.
+    struct Pending {
+      json rec;
+      int parts = 0;
+    };
+    std::map<uint64_t, Pending> records;
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point last_step = std::chrono::steady_clock::now();
     // Where a step's wall time goes: waiting for replay to hold a full batch, training, the
@@ -36,7 +46,6 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     std::chrono::steady_clock::time_point wait_start;
     bool waiting = false;
     uint64_t checkpoint_step = 0;
-    double last_eval = -1;
     uint64_t last_eval_step = 0;
   };
   auto st = std::make_shared<State>();
@@ -61,44 +70,79 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     auto parts = wire::weights(st->sender, a.logic->model().params(), a.logic->model().num_params(),
                                a.logic->version(), size_t(1) << 20);
     for (auto& g : a.generators) self->send(g, weights_atom::value, parts);
+    return parts;
   };
   auto done = [=] { return st->halting || a.logic->step() >= uint64_t(c.steps); };
   auto elapsed = [=] {  // RL wall time over every incarnation of this run
     return a.start_seconds + seconds_since(st->t0);
   };
-  auto evaluate = [=]() {
-    ByteTokenizer tok;
+  // Asks the evaluator for the accuracy of the current version (whose weights it was sent, or got
+  // at spawn); k gets {eval_accuracy, eval_s}, or {eval_failed: true} when the evaluator could
+  // not load that version's weights or did not answer.
+  auto evaluate = [=](std::function<void(const json&)> k) {
     st->last_eval_step = a.logic->step();
-    st->last_eval = evaluate_tasks(a.logic->model(), tok, c.tasks, c.min_difficulty, c.max_difficulty,
-                                   c.eval_examples, c.seed, c.max_new)
-                        .accuracy;
-    return st->last_eval;
+    auto fields = [](const std::vector<double>& r) {
+      if (r.size() == 2 && std::isfinite(r[0])) return json{{"eval_accuracy", r[0]}, {"eval_s", r[1]}};
+      return json{{"eval_failed", true}};
+    };
+    self->request(a.evaluator, caf::infinite, eval_atom::value, a.logic->version())
+        .then([=](const std::vector<double>& r) { k(fields(r)); },
+              [=](caf::error& e) {
+                log_error("learner: evaluation failed: {}", self->system().render(e));
+                k(fields({}));
+              });
   };
+  std::shared_ptr<std::function<void()>> flush = std::make_shared<std::function<void()>>();
   auto finish = [=]() {
-    if (st->finished) return;
-    st->finished = true;
+    if (st->finishing) return;
+    st->finishing = true;
+    auto rest = [=] {
+      if (st->checkpoint_step != a.logic->step()) {
+        Status s = checkpoint();
+        if (!s.is_ok()) log_error("learner: final checkpoint failed: {}", s.message());
+      }
+      st->metrics.sync();
+      self->send(a.driver, done_atom::value, a.logic->step());
+    };
     // A stop between evaluations (Ctrl-C, run.max_seconds) still reports where the policy ended.
-    if (a.logic->step() > 0 && st->last_eval_step != a.logic->step()) {
-      const double acc = evaluate();
-      json rec = {{"step", a.logic->step()}, {"version", a.logic->version()}, {"eval_accuracy", acc},
-                  {"time_s", elapsed()}, {"final_eval", true}};
+    if (a.logic->step() == 0 || st->last_eval_step == a.logic->step()) return rest();
+    self->send(a.evaluator, weights_atom::value,
+               wire::weights(st->sender, a.logic->model().params(), a.logic->model().num_params(),
+                             a.logic->version(), size_t(1) << 20));
+    json rec = {{"step", a.logic->step()}, {"version", a.logic->version()}, {"time_s", elapsed()}, {"final_eval", true}};
+    evaluate([=](const json& f) mutable {
+      rec.update(f);
       Status s = st->metrics.append(rec);
       if (!s.is_ok()) log_error("learner: metrics: {}", s.message());
       self->send(a.driver, step_atom::value, rec.dump());
-    }
-    if (st->checkpoint_step != a.logic->step()) {
-      Status s = checkpoint();
-      if (!s.is_ok()) log_error("learner: final checkpoint failed: {}", s.message());
-    }
-    st->metrics.sync();
-    self->send(a.driver, done_atom::value, a.logic->step());
+      rest();
+    });
   };
-  // The generators start from the learner's current weights (given at spawn); evaluate at step 0.
+  // Writes every complete record at the front, in step order; finishes when the run is done and
+  // nothing is pending.
+  *flush = [=] {
+    while (!st->records.empty() && st->records.begin()->second.parts == 0) {
+      const json& rec = st->records.begin()->second.rec;
+      Status s = st->metrics.append(rec);
+      if (!s.is_ok()) log_error("learner: metrics: {}", s.message());
+      self->send(a.driver, step_atom::value, rec.dump());
+      st->records.erase(st->records.begin());
+    }
+    if (st->records.empty() && done()) finish();
+  };
+  // One reply for the record of `step`: merges it and writes what is complete.
+  auto complete = [=](uint64_t step, const json& fields) {
+    auto it = st->records.find(step);
+    if (it == st->records.end()) return;
+    for (auto& [k, v] : fields.items()) it->second.rec[k] = v;
+    --it->second.parts;
+    (*flush)();
+  };
+  // The generators and the evaluator start from the learner's current weights (given at spawn);
+  // evaluate at step 0 before the first step's record can be written.
   if (a.logic->step() == 0) {
-    const double acc = evaluate();
-    json rec = {{"step", 0}, {"version", a.logic->version()}, {"eval_accuracy", acc}, {"time_s", a.start_seconds}};
-    st->metrics.append(rec);
-    self->send(a.driver, step_atom::value, rec.dump());
+    st->records[0] = {json{{"step", 0}, {"version", a.logic->version()}, {"time_s", a.start_seconds}}, 1};
+    evaluate([=](const json& f) { complete(0, f); });
   }
 
   return {
@@ -108,7 +152,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
           st->halting = true;
         }
         if (done()) {
-          if (st->records_in_flight == 0) finish();  // else the last record's stats reply does
+          if (st->records.empty()) finish();  // else the last record's last reply does
           return;
         }
         if (!st->waiting) {
@@ -151,7 +195,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                   if (!s.is_ok()) log_error("learner: checkpoint failed: {}", s.message());
                 }
                 const double commit_s = seconds_since(t_trained);
-                publish();
+                auto parts = publish();
                 self->send(a.sampler, step_atom::value,
                            wire::step_report(st->sender, step, a.logic->version(), float(ls.loss), ids,
                                              st->checkpoint_step));
@@ -179,34 +223,34 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                             {"train_tokens_per_s", ls.tokens / std::max(ls.seconds, 1e-9)},
                             {"groups", ids.size()},
                             {"rejected_messages", a.rejects->generator + a.rejects->sampler + a.rejects->judge +
-                                                      a.rejects->replay + a.rejects->learner}};
+                                                      a.rejects->replay + a.rejects->learner +
+                                                      a.rejects->evaluator}};
                 if (std::isfinite(ls.pearson)) rec["train_infer_pearson"] = ls.pearson;
                 rec["pearson_tokens"] = ls.pearson_tokens;
                 st->last_step = now;
-                if (eval_now) rec["eval_accuracy"] = evaluate();
-                // The record is completed with the sampler's and a generator's stats off the
-                // critical path: the next step starts now, and the replies (answered in order,
-                // so records stay in step order) are handled when the learner next reads its
-                // mailbox. A generator answers only between decode steps and weights swaps.
-                st->records_in_flight++;
-                self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const std::string& s) mutable {
-                  json sj = json::parse(s, nullptr, false);
-                  if (sj.is_object())
-                    for (auto& [k, v] : sj.items()) rec[k] = v;
+                // The record is completed off the critical path: the next step starts now, and
+                // the replies are handled when the learner next reads its mailbox (a generator
+                // answers only between decode steps and weights swaps; an evaluation takes as long
+                // as decoding eval_examples prompts).
+                st->records[step] = {std::move(rec), eval_now ? 2 : 1};
+                if (eval_now) {
+                  self->send(a.evaluator, weights_atom::value, parts);
+                  evaluate([=](const json& f) { complete(step, f); });
+                }
+                self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const std::string& s) {
+                  json fields = json::parse(s, nullptr, false);
+                  if (!fields.is_object()) fields = json::object();
                   self->request(a.generators[0], caf::infinite, stats_atom::value)
                       .then([=](const std::string& g) mutable {
                         json gj = json::parse(g, nullptr, false);
                         if (gj.is_object()) {
-                          rec["gen_tokens_per_s"] = gj["tokens_per_s"];
-                          rec["gen_tokens_per_busy_s"] = gj["tokens_per_busy_s"];
-                          rec["gen_decode_rows_mean"] = gj["decode_rows_mean"];
-                          rec["gen_prompt_tokens_shared"] = gj["prompt_tokens_shared"];
-                          rec["gen_prompt_tokens_fed"] = gj["prompt_tokens_fed"];
+                          fields["gen_tokens_per_s"] = gj["tokens_per_s"];
+                          fields["gen_tokens_per_busy_s"] = gj["tokens_per_busy_s"];
+                          fields["gen_decode_rows_mean"] = gj["decode_rows_mean"];
+                          fields["gen_prompt_tokens_shared"] = gj["prompt_tokens_shared"];
+                          fields["gen_prompt_tokens_fed"] = gj["prompt_tokens_fed"];
                         }
-                        Status s2 = st->metrics.append(rec);
-                        if (!s2.is_ok()) log_error("learner: metrics: {}", s2.message());
-                        self->send(a.driver, step_atom::value, rec.dump());
-                        if (--st->records_in_flight == 0 && done()) finish();
+                        complete(step, fields);
                       });
                 });
                 self->send(self, train_atom::value);

@@ -178,7 +178,11 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     sa.generators = gens;
     auto sampler = sys.spawn(pipe::sampler_actor, sa);
     driver->send(proxy, sampler);
-    pipe::LearnerArgs la{c, learner, replay, sampler, driver, gens, incarnation, start_seconds, rejects, events};
+    auto evaluator = sys.spawn<caf::detached>(
+        pipe::evaluator_actor,
+        pipe::EvaluatorArgs{c, std::make_shared<Model>(learner->model()), learner->version(), rejects});
+    pipe::LearnerArgs la{c,    learner,     replay,        sampler, driver, evaluator,
+                         gens, incarnation, start_seconds, rejects, events};
     auto learner_a = sys.spawn<caf::detached>(pipe::learner_actor, la);
     driver->send(sampler, pipe::start_atom::value);
     driver->send(learner_a, pipe::train_atom::value);
@@ -216,7 +220,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
           });
     }
     if (!c.quiet && tty) std::fprintf(stderr, "\n");
-    for (auto& h : std::vector<caf::actor>{learner_a, sampler, proxy, replay})
+    for (auto& h : std::vector<caf::actor>{learner_a, evaluator, sampler, proxy, replay})
       driver->send_exit(h, caf::exit_reason::user_shutdown);
     for (auto& h : gens) driver->send_exit(h, caf::exit_reason::user_shutdown);
     for (auto& h : judges) driver->send_exit(h, caf::exit_reason::user_shutdown);

@@ -86,7 +86,7 @@ TEST_CASE("sampler: built-in source draws within the schedule, deterministically
   Result<std::unique_ptr<BuiltinPromptSource>> bad =
       BuiltinPromptSource::create("nope", DifficultySchedule::fixed(1));
   CHECK_FALSE(bad.is_ok());
-  CHECK(contains(bad.status().message(), "unknown built-in task family 'nope' (known: add, sort)"));
+  CHECK(contains(bad.status().message(), "unknown built-in task family 'nope' (known: add, sort, add_steps)"));
   bad = BuiltinPromptSource::create("sort", DifficultySchedule::fixed(11));
   CHECK_FALSE(bad.is_ok());
   CHECK(contains(bad.status().message(), "builtin:sort"));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "base/rng.h"
@@ -12,7 +13,7 @@ namespace m1 {
 namespace {
 
 TEST_CASE("tasks: registry") {
-  CHECK(task_names() == std::vector<std::string>{"add", "sort"});
+  CHECK(task_names() == std::vector<std::string>{"add", "sort", "add_steps"});
   for (const std::string& name : task_names()) {
     auto t = make_task(name);
     REQUIRE(t != nullptr);
@@ -21,6 +22,44 @@ TEST_CASE("tasks: registry") {
   CHECK(make_task("nope") == nullptr);
   CHECK(make_task("add")->max_difficulty() == 9);
   CHECK(make_task("sort")->max_difficulty() == 10);
+  CHECK(make_task("add_steps")->max_difficulty() == 9);
+}
+
+TEST_CASE("tasks: add_steps thinks one column per step, carries included") {
+  auto t = make_task("add_steps");
+  bool saw_carry_out = false, saw_uneven = false;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    Rng rng(seed), same(seed);
+    const int d = 1 + int(seed % 4);
+    TaskExample ex = t->sample(rng, d);
+    TaskExample plain = make_task("add")->sample(same, d);
+    INFO("seed " << seed << " " << ex.prompt << " " << ex.demonstration);
+    CHECK(ex.prompt == plain.prompt);  // the same problems as "add"
+    CHECK(ex.answer == plain.answer);
+    // Recompute every column from the think block: a_i + b_i + carry_i = s_i, carry_{i+1} = s_i / 10,
+    // and the answer's digits are the columns' ones digits (and the final carry) read backwards.
+    const size_t open = ex.demonstration.find("<think>") + 7, close = ex.demonstration.find("</think>");
+    std::string think = ex.demonstration.substr(open, close - open), digits;
+    int carry = 0, da, db, c, sum, used = 0;
+    const char* p = think.c_str();
+    while (std::sscanf(p, "%d+%d+%d=%d%n", &da, &db, &c, &sum, &used) == 4) {
+      CHECK(c == carry);
+      CHECK(sum == da + db + c);
+      digits.insert(digits.begin(), char('0' + sum % 10));
+      carry = sum / 10;
+      p += used;
+      if (*p == ' ') ++p;
+    }
+    CHECK(*p == '\0');
+    if (carry) digits.insert(digits.begin(), '1');
+    saw_carry_out |= carry != 0;
+    saw_uneven |= ex.prompt.find('+') != ex.prompt.size() - ex.prompt.find('+') - 2;
+    CHECK(digits == ex.answer);
+  }
+  CHECK(saw_carry_out);
+  CHECK(saw_uneven);
+  CHECK(t->verify("<think>7+5+0=12 4+8+1=13</think><answer>132</answer>", "132").reward == 1);
+  CHECK(t->verify("<think>7+5+0=12</think><answer>131</answer>", "132").reason == "wrong answer: got '131', expected '132'");
 }
 
 TEST_CASE("tasks: demonstrations verify correct with format 1 at every difficulty") {
@@ -33,7 +72,10 @@ TEST_CASE("tasks: demonstrations verify correct with format 1 at every difficult
         INFO(name << " difficulty " << d << " seed " << seed << " prompt " << ex.prompt);
         CHECK(ex.task == name);
         CHECK(ex.difficulty == d);
-        CHECK(ex.demonstration == "<answer>" + ex.answer + "</answer>");
+        if (name == "add_steps")
+          CHECK(ex.demonstration.ends_with("</think><answer>" + ex.answer + "</answer>"));
+        else
+          CHECK(ex.demonstration == "<answer>" + ex.answer + "</answer>");
         Verdict v = t->verify(ex.demonstration, ex.answer);
         CHECK(v.reward == 1);
         CHECK(v.format_reward == 1);
@@ -41,7 +83,7 @@ TEST_CASE("tasks: demonstrations verify correct with format 1 at every difficult
         CHECK(v.extracted == ex.answer);
         Verdict vt = t->verify("<think>easy</think>\n" + ex.demonstration, ex.answer);
         CHECK(vt.reward == 1);
-        CHECK(vt.format_reward == 1);
+        CHECK(vt.format_reward == (ex.demonstration.starts_with("<think>") ? 0 : 1));  // one think block at most
       }
     }
   }

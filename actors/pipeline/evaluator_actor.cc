@@ -1,0 +1,55 @@
+// The evaluator actor: held-out accuracy of published weights, off the learner's thread. The
+// learner sends it a version's weights (the same WeightsChunk parts the generators get) and then
+// asks for that version's accuracy; mail from one sender arrives in order, so the weights are in
+// place when the request is read. It runs detached: an evaluation is seconds of model compute.
+#include <chrono>
+#include <cmath>
+
+#include "actors/pipeline/actors.h"
+#include "actors/pipeline/wire.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "model/sft.h"
+#include "model/tokenizer.h"
+
+namespace m1::pipe {
+
+caf::behavior evaluator_actor(caf::event_based_actor* self, EvaluatorArgs a) {
+  (void)self;
+  struct State {
+    uint64_t version = 0;
+  };
+  auto st = std::make_shared<State>();
+  st->version = a.version;
+  return {
+      [=](weights_atom, const std::vector<msg::Bytes>& parts) {
+        std::vector<float> w;
+        uint64_t version = 0;
+        Status s = wire::assemble_weights(parts, a.model->num_params(), &w, &version);
+        if (!s.is_ok()) {
+          a.rejects->evaluator++;
+          log_warn("evaluator: rejected weights: {}", s.message());
+          return;
+        }
+        std::copy(w.begin(), w.end(), a.model->params());
+        st->version = version;
+      },
+      // Replies {accuracy, seconds}; accuracy is NaN when this actor does not hold `version`
+      // (its weights message was rejected), so the record says so instead of a wrong number.
+      [=](eval_atom, uint64_t version) -> std::vector<double> {
+        if (version != st->version) {
+          log_warn("evaluator: asked for version {}, holding {}", version, st->version);
+          return {NAN, 0.0};
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        ByteTokenizer tok;
+        const RunConfig& c = a.cfg;
+        const double acc = evaluate_tasks(*a.model, tok, c.tasks, c.min_difficulty, c.max_difficulty,
+                                          c.eval_examples, c.seed, c.max_new)
+                               .accuracy;
+        return {acc, seconds_since(t0)};
+      },
+  };
+}
+
+}  // namespace m1::pipe
