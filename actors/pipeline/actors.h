@@ -125,6 +125,7 @@ struct EvaluatorArgs {
   std::shared_ptr<Model> model;  // starts as the learner's weights at spawn
   uint64_t version = 0;          // ... of this version
   std::shared_ptr<RejectCounters> rejects;
+  int nice = 10;                 // added to its thread's nice value (0 = unchanged)
 };
 caf::behavior evaluator_actor(caf::event_based_actor* self, EvaluatorArgs a);
 

@@ -1,7 +1,14 @@
 // The evaluator actor: held-out accuracy of published weights, off the learner's thread. The
 // learner sends it a version's weights (the same WeightsChunk parts the generators get) and then
 // asks for that version's accuracy; mail from one sender arrives in order, so the weights are in
-// place when the request is read. It runs detached: an evaluation is seconds of model compute.
+// place when the request is read. It runs detached (an evaluation is seconds of model compute) at
+// a lower CPU priority: it only observes, so the learner and the generators, whose threads share
+// the cores with it, go first, and it runs in their idle time. The records it completes are
+// stamped with the time the evaluated weights were published, not when the accuracy arrived.
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 
@@ -16,6 +23,10 @@ namespace m1::pipe {
 
 caf::behavior evaluator_actor(caf::event_based_actor* self, EvaluatorArgs a) {
   (void)self;
+  // Runs on the detached actor's own thread: lower this thread's priority only (Linux per-thread
+  // nice). A failure only costs speed.
+  if (a.nice > 0 && setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), a.nice) != 0)
+    log_warn("evaluator: could not lower its thread's priority (nice {})", a.nice);
   struct State {
     uint64_t version = 0;
   };

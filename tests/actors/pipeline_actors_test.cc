@@ -6,12 +6,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
 #include "tests/actors/caf_test_system.h"
 #include "base/file.h"
+#include "model/model.h"
 #include "model/tokenizer.h"
 
 using namespace m1;
@@ -149,4 +152,60 @@ TEST_CASE("msg::Bytes survives CAF's binary serialisation (the remote path), alo
   caf::binary_deserializer short_source{sys, cut};
   msg::Bytes partial;
   CHECK(short_source(partial));
+}
+
+TEST_CASE("evaluator actor: evaluates the version it holds, takes published weights, refuses corrupt ones") {
+  auto mc = load_model_config(std::string(M1_SOURCE_DIR) + "/configs/models/tiny.json");
+  REQUIRE(mc.is_ok());
+  Model m(mc.value());
+  m.init_random(3);
+  RunConfig c;
+  c.tasks = {"add"};
+  c.eval_examples = 6;
+  c.max_new = 4;
+  auto model = std::make_shared<Model>(m);
+  auto rejects = std::make_shared<pipe::RejectCounters>();
+  TestSystem ts;
+  auto ev = ts.sys->spawn(pipe::evaluator_actor, pipe::EvaluatorArgs{c, model, 3, rejects, 0});
+  // Another version's weights: every parameter moved.
+  std::vector<float> next(m.params(), m.params() + m.num_params());
+  for (float& x : next) x = x * 0.5f + 0.01f;
+  wire::Sender s{0x1ea001, 1, 0};
+  auto good = wire::weights(s, next.data(), next.size(), 4, 1000);
+  auto bad = wire::weights(s, next.data(), next.size(), 5, 1000);
+  REQUIRE(bad.size() > 1);
+  std::vector<uint8_t> flipped = bad[1].vec();
+  flipped[flipped.size() / 2] ^= 0x40;
+  bad[1] = msg::Bytes(std::move(flipped));
+  std::vector<std::vector<double>> replies;
+  auto ask = [&](uint64_t version) {
+    ts.sys->spawn([&, version](caf::event_based_actor* self) {
+      self->request(ev, caf::infinite, pipe::eval_atom::value, version).then([&](const std::vector<double>& r) {
+        replies.push_back(r);
+      });
+    });
+    ts.sched->run();
+  };
+  ask(3);  // the spawn version
+  ask(4);  // not sent yet
+  caf::anon_send(ev, pipe::weights_atom::value, good);
+  ts.sched->run();
+  CHECK(std::equal(next.begin(), next.end(), model->params()));
+  ask(4);
+  caf::anon_send(ev, pipe::weights_atom::value, bad);
+  ts.sched->run();
+  CHECK(rejects->evaluator.load() == 1);
+  CHECK(std::equal(next.begin(), next.end(), model->params()));  // the corrupt version changed nothing
+  ask(5);
+  REQUIRE(replies.size() == 4);
+  for (int i : {0, 2}) {
+    REQUIRE(replies[i].size() == 2);
+    CHECK(replies[i][0] >= 0.0);
+    CHECK(replies[i][0] <= 1.0);
+    CHECK(replies[i][1] >= 0.0);
+  }
+  CHECK(std::isnan(replies[1][0]));
+  CHECK(std::isnan(replies[3][0]));
+  caf::anon_send_exit(ev, caf::exit_reason::user_shutdown);
+  ts.sched->run();
 }
