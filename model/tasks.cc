@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <string_view>
-#include <utility>
 
 #include "base/check.h"
 
@@ -107,14 +106,6 @@ bool start_verdict(const std::string& response, Verdict* v) {
   return true;
 }
 
-// The add families' problem: a and b uniform in [0, 10^difficulty), a drawn first.
-std::pair<uint64_t, uint64_t> operands(Rng& rng, int difficulty) {
-  uint64_t limit = 1;
-  for (int i = 0; i < difficulty; ++i) limit *= 10;
-  const uint64_t a = rng.below(limit);
-  return {a, rng.below(limit)};
-}
-
 // The add families' rule: the extracted answer and the reference as canonical integers.
 Verdict verify_integer(const std::string& response, const std::string& answer) {
   Verdict v;
@@ -134,63 +125,50 @@ Verdict verify_integer(const std::string& response, const std::string& answer) {
   return v;
 }
 
+// "add", and "add_steps": the same problems with a worked solution, whose demonstration thinks
+// column by column from the ones up, "<think>7+5+0=12 4+8+1=13</think><answer>132</answer>" for
+// 47+85 (digit of a + digit of b + carry in = column sum; a missing digit is 0), so responses are
+// several times longer than the prompt, as in reasoning RL.
 class AddTask final : public Task {
  public:
-  std::string name() const override { return "add"; }
+  explicit AddTask(bool steps) : steps_(steps) {}
+  std::string name() const override { return steps_ ? "add_steps" : "add"; }
   int max_difficulty() const override { return 9; }
 
   TaskExample sample(Rng& rng, int difficulty) const override {
-    M1_CHECK_MSG(difficulty >= 1 && difficulty <= max_difficulty(), "add: difficulty out of range");
-    const auto [a, b] = operands(rng, difficulty);
+    M1_CHECK_MSG(difficulty >= 1 && difficulty <= max_difficulty(), (name() + ": difficulty out of range").c_str());
+    uint64_t limit = 1;
+    for (int i = 0; i < difficulty; ++i) limit *= 10;
+    const uint64_t a = rng.below(limit), b = rng.below(limit);
     TaskExample ex;
     ex.task = name();
     ex.difficulty = difficulty;
     ex.prompt = std::to_string(a) + "+" + std::to_string(b) + "=";
     ex.answer = std::to_string(a + b);
     ex.demonstration = std::string(kAnswerOpen) + ex.answer + std::string(kAnswerClose);
+    if (steps_) ex.demonstration = std::string(kThinkOpen) + columns(a, b) + std::string(kThinkClose) + ex.demonstration;
     return ex;
   }
 
   Verdict verify(const std::string& response, const std::string& answer) const override {
     return verify_integer(response, answer);
   }
-};
 
-// "add" with a worked solution: the demonstration thinks column by column from the ones up,
-// "<think>7+5+0=12 4+8+1=13</think><answer>132</answer>" for 47+85 (digit of a, digit of b,
-// carry in = column sum; a missing digit is 0), so responses are several times longer than the
-// prompt, as in reasoning RL, and the answer is read off the columns.
-class AddStepsTask final : public Task {
- public:
-  std::string name() const override { return "add_steps"; }
-  int max_difficulty() const override { return 9; }
-
-  TaskExample sample(Rng& rng, int difficulty) const override {
-    M1_CHECK_MSG(difficulty >= 1 && difficulty <= max_difficulty(), "add_steps: difficulty out of range");
-    auto [a, b] = operands(rng, difficulty);
-    TaskExample ex;
-    ex.task = name();
-    ex.difficulty = difficulty;
-    ex.prompt = std::to_string(a) + "+" + std::to_string(b) + "=";
-    ex.answer = std::to_string(a + b);
-    std::string think;
+ private:
+  static std::string columns(uint64_t a, uint64_t b) {
+    std::string out;
     int carry = 0;
     do {
       const int da = int(a % 10), db = int(b % 10), sum = da + db + carry;
-      if (!think.empty()) think += ' ';
-      think += std::to_string(da) + "+" + std::to_string(db) + "+" + std::to_string(carry) + "=" + std::to_string(sum);
+      if (!out.empty()) out += ' ';
+      out += std::to_string(da) + "+" + std::to_string(db) + "+" + std::to_string(carry) + "=" + std::to_string(sum);
       carry = sum / 10;
       a /= 10;
       b /= 10;
     } while (a > 0 || b > 0);
-    ex.demonstration = std::string(kThinkOpen) + think + std::string(kThinkClose) + std::string(kAnswerOpen) +
-                       ex.answer + std::string(kAnswerClose);
-    return ex;
+    return out;
   }
-
-  Verdict verify(const std::string& response, const std::string& answer) const override {
-    return verify_integer(response, answer);
-  }
+  bool steps_;
 };
 
 class SortTask final : public Task {
@@ -234,9 +212,9 @@ class SortTask final : public Task {
 }  // namespace
 
 std::unique_ptr<Task> make_task(const std::string& name) {
-  if (name == "add") return std::make_unique<AddTask>();
+  if (name == "add") return std::make_unique<AddTask>(false);
   if (name == "sort") return std::make_unique<SortTask>();
-  if (name == "add_steps") return std::make_unique<AddStepsTask>();
+  if (name == "add_steps") return std::make_unique<AddTask>(true);
   return nullptr;
 }
 
