@@ -9,6 +9,8 @@
 namespace m1 {
 namespace {
 
+thread_local bool t_inline_only = false;
+
 class Pool {
  public:
   ~Pool() { resize(1); }
@@ -36,7 +38,7 @@ class Pool {
     // One caller at a time owns the workers; a concurrent caller (another actor's thread) runs
     // its loop inline instead of waiting.
     std::unique_lock<std::mutex> owner(run_mu_, std::try_to_lock);
-    if (parts <= 1 || inside || workers_.empty() || !owner.owns_lock()) {
+    if (parts <= 1 || inside || t_inline_only || workers_.empty() || !owner.owns_lock()) {
       fn(0, n);
       return;
     }
@@ -100,6 +102,7 @@ Pool& pool() {
 }  // namespace
 
 void set_pool_threads(int n) { pool().resize(n); }
+void set_thread_inline_only(bool inline_only) { t_inline_only = inline_only; }
 int pool_threads() { return pool().threads(); }
 void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk) {
   if (n == 0) return;

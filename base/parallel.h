@@ -15,6 +15,9 @@ namespace m1 {
 // Sets the pool size (>= 1). The calling thread counts as one of them.
 void set_pool_threads(int n);
 int pool_threads();
+// parallel_for calls from the calling thread run inline and never take the workers (a
+// low-priority thread must not hold them while it waits for a core).
+void set_thread_inline_only(bool inline_only);
 // fn(begin, end) over a partition of [0, n). Ranges smaller than min_chunk are not split.
 void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk = 1);
 

@@ -15,6 +15,7 @@
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
 #include "base/clock.h"
+#include "base/parallel.h"
 #include "base/log.h"
 #include "model/sft.h"
 #include "model/tokenizer.h"
@@ -25,8 +26,13 @@ caf::behavior evaluator_actor(caf::event_based_actor* self, EvaluatorArgs a) {
   (void)self;
   // Runs on the detached actor's own thread: lower this thread's priority only (Linux per-thread
   // nice). A failure only costs speed.
-  if (a.nice > 0 && setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), a.nice) != 0)
-    log_warn("evaluator: could not lower its thread's priority (nice {})", a.nice);
+  // Its kernel loops run on this thread only: holding the shared kernel pool while waiting for a
+  // core would stall the learner's and generators' loops (priority inversion).
+  if (a.nice > 0) {
+    if (setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), a.nice) != 0)
+      log_warn("evaluator: could not lower its thread's priority (nice {})", a.nice);
+    set_thread_inline_only(true);
+  }
   struct State {
     uint64_t version = 0;
   };

@@ -42,11 +42,12 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point last_step = std::chrono::steady_clock::now();
     // Where a step's wall time goes: waiting for replay to hold a full batch, training, the
-    // durable commit (+ checkpoint); the rest of step_time_s is publishing, evaluation, metrics.
+    // durable commit (+ checkpoint); the rest of step_time_s is publishing and bookkeeping.
     std::chrono::steady_clock::time_point wait_start;
     bool waiting = false;
     uint64_t checkpoint_step = 0;
     uint64_t last_eval_step = 0;
+    bool eval_in_flight = false;  // at most one: a slow evaluator skips eval steps, never queues them
   };
   auto st = std::make_shared<State>();
   st->sender = {0x1ea000ull + 1, a.incarnation, 0};
@@ -81,26 +82,36 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
   // not load that version's weights or did not answer.
   auto evaluate = [=](std::function<void(const json&)> k) {
     st->last_eval_step = a.logic->step();
+    st->eval_in_flight = true;
     auto fields = [](const std::vector<double>& r) {
       if (r.size() == 2 && std::isfinite(r[0])) return json{{"eval_accuracy", r[0]}, {"eval_s", r[1]}};
       return json{{"eval_failed", true}};
     };
     self->request(a.evaluator, caf::infinite, eval_atom::value, a.logic->version())
-        .then([=](const std::vector<double>& r) { k(fields(r)); },
-              [=](caf::error& e) {
-                log_error("learner: evaluation failed: {}", self->system().render(e));
-                k(fields({}));
-              });
+        .then(
+            [=](const std::vector<double>& r) {
+              st->eval_in_flight = false;
+              k(fields(r));
+            },
+            [=](caf::error& e) {
+              log_error("learner: evaluation failed: {}", self->system().render(e));
+              st->eval_in_flight = false;
+              k(fields({}));
+            });
+  };
+  // Written as soon as the run is done, before waiting for outstanding replies (stats, an
+  // evaluation), so a stop that is killed while waiting loses nothing trained.
+  auto final_checkpoint = [=] {
+    if (st->checkpoint_step == a.logic->step()) return;
+    Status s = checkpoint();
+    if (!s.is_ok()) log_error("learner: final checkpoint failed: {}", s.message());
   };
   std::shared_ptr<std::function<void()>> flush = std::make_shared<std::function<void()>>();
   auto finish = [=]() {
     if (st->finishing) return;
     st->finishing = true;
     auto rest = [=] {
-      if (st->checkpoint_step != a.logic->step()) {
-        Status s = checkpoint();
-        if (!s.is_ok()) log_error("learner: final checkpoint failed: {}", s.message());
-      }
+      final_checkpoint();
       st->metrics.sync();
       self->send(a.driver, done_atom::value, a.logic->step());
     };
@@ -152,6 +163,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
           st->halting = true;
         }
         if (done()) {
+          final_checkpoint();
           if (st->records.empty()) finish();  // else the last record's last reply does
           return;
         }
@@ -232,11 +244,18 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                 // the replies are handled when the learner next reads its mailbox (a generator
                 // answers only between decode steps and weights swaps; an evaluation takes as long
                 // as decoding eval_examples prompts).
-                st->records[step] = {std::move(rec), eval_now ? 2 : 1};
-                if (eval_now) {
+                const bool eval_busy = eval_now && st->eval_in_flight;
+                if (eval_busy) rec["eval_skipped"] = true;  // the previous one is still running
+                st->records[step] = {std::move(rec), eval_now && !eval_busy ? 2 : 1};
+                if (eval_now && !eval_busy) {
                   self->send(a.evaluator, weights_atom::value, parts);
                   evaluate([=](const json& f) { complete(step, f); });
                 }
+                // A stats request that fails (the actor is gone) still completes the record.
+                auto no_stats = [=](caf::error& e) {
+                  log_warn("learner: stats for step {}: {}", step, self->system().render(e));
+                  complete(step, json::object());
+                };
                 self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const std::string& s) {
                   json fields = json::parse(s, nullptr, false);
                   if (!fields.is_object()) fields = json::object();
@@ -251,8 +270,9 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                           fields["gen_prompt_tokens_fed"] = gj["prompt_tokens_fed"];
                         }
                         complete(step, fields);
-                      });
-                });
+                      },
+                      no_stats);
+                }, no_stats);
                 self->send(self, train_atom::value);
               });
             });

@@ -2,6 +2,9 @@
 
 #include <atomic>
 #include <filesystem>
+#include <mutex>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/file.h"
@@ -37,6 +40,30 @@ TEST_CASE("parallel_for covers the range exactly once with any pool size") {
     });
     for (auto& h : hits) CHECK(h.load() == 1);
   }
+  set_pool_threads(1);
+}
+
+TEST_CASE("parallel_for runs inline on a thread marked inline-only") {
+  set_pool_threads(2);
+  std::vector<std::pair<size_t, size_t>> ranges;
+  std::mutex mu;
+  auto record = [&](size_t b, size_t e) {
+    std::lock_guard<std::mutex> lk(mu);
+    ranges.emplace_back(b, e);
+  };
+  parallel_for(1000, record);
+  CHECK(ranges.size() == 2);  // split over both pool threads
+  ranges.clear();
+  std::thread t([&] {
+    set_thread_inline_only(true);
+    parallel_for(1000, record);
+  });
+  t.join();
+  REQUIRE(ranges.size() == 1);
+  CHECK(ranges[0] == std::pair<size_t, size_t>(0, 1000));
+  ranges.clear();
+  parallel_for(1000, record);  // the mark is per thread: this one still splits
+  CHECK(ranges.size() == 2);
   set_pool_threads(1);
 }
 
