@@ -37,7 +37,13 @@ inline constexpr const char* kRewardMean = "reward_mean";       // over all resp
 inline constexpr const char* kRewardStd = "reward_std";
 inline constexpr const char* kRewardByTask = "reward_by_task";  // {"<task>": mean} or
                                                                 // {"<task>": {"mean": x, "std": y}}
-inline constexpr const char* kEvalAccuracy = "eval_accuracy";   // held-out accuracy in [0, 1]
+inline constexpr const char* kEvalAccuracy = "eval_accuracy";   // held-out accuracy in [0, 1] of
+                                                                // the weights published at this
+                                                                // step (time_s), measured by the
+                                                                // evaluator actor in eval_s
+                                                                // seconds; instead eval_skipped:
+                                                                // true (it was busy) or
+                                                                // eval_failed: true
 inline constexpr const char* kLengthMean = "length_mean";       // response length, tokens
 inline constexpr const char* kLengthP99 = "length_p99";         // 99th percentile, tokens
 inline constexpr const char* kFinishReasons = "finish_reasons";  // {"stop": n, "length": n, ...}
