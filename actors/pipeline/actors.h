@@ -85,6 +85,7 @@ inline uint64_t judge_id(size_t i) { return 0x3d0000ull + i + 1; }
 // Shared counters of malformed messages, by receiving role (read by the driver for metrics).
 struct RejectCounters {
   std::atomic<uint64_t> generator{0}, sampler{0}, judge{0}, replay{0}, learner{0}, evaluator{0};
+  uint64_t total() const { return generator + sampler + judge + replay + learner + evaluator; }
 };
 
 struct GeneratorArgs {

@@ -22,22 +22,17 @@
 
 namespace m1::pipe {
 
-caf::behavior evaluator_actor(caf::event_based_actor* self, EvaluatorArgs a) {
-  (void)self;
-  // Runs on the detached actor's own thread: lower this thread's priority only (Linux per-thread
-  // nice). A failure only costs speed.
-  // Its kernel loops run on this thread only: holding the shared kernel pool while waiting for a
-  // core would stall the learner's and generators' loops (priority inversion).
+caf::behavior evaluator_actor(caf::event_based_actor*, EvaluatorArgs a) {
+  // Runs on the detached actor's own thread: lowers this thread's priority only (Linux per-thread
+  // nice; a failure only costs speed), and keeps its kernel loops on this thread, since holding
+  // the shared kernel pool while waiting for a core would stall the learner's and generators'
+  // loops (priority inversion).
   if (a.nice > 0) {
     if (setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), a.nice) != 0)
       log_warn("evaluator: could not lower its thread's priority (nice {})", a.nice);
     set_thread_inline_only(true);
   }
-  struct State {
-    uint64_t version = 0;
-  };
-  auto st = std::make_shared<State>();
-  st->version = a.version;
+  auto held = std::make_shared<uint64_t>(a.version);  // the version of a.model's weights
   return {
       [=](weights_atom, const std::vector<msg::Bytes>& parts) {
         std::vector<float> w;
@@ -49,13 +44,13 @@ caf::behavior evaluator_actor(caf::event_based_actor* self, EvaluatorArgs a) {
           return;
         }
         std::copy(w.begin(), w.end(), a.model->params());
-        st->version = version;
+        *held = version;
       },
       // Replies {accuracy, seconds}; accuracy is NaN when this actor does not hold `version`
       // (its weights message was rejected), so the record says so instead of a wrong number.
       [=](eval_atom, uint64_t version) -> std::vector<double> {
-        if (version != st->version) {
-          log_warn("evaluator: asked for version {}, holding {}", version, st->version);
+        if (version != *held) {
+          log_warn("evaluator: asked for version {}, holding {}", version, *held);
           return {NAN, 0.0};
         }
         const auto t0 = std::chrono::steady_clock::now();

@@ -64,12 +64,16 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     st->checkpoint_step = a.logic->step();
     return prune_checkpoints(root, 2);
   };
+  // The current version's weights as WeightsAnnouncement + WeightsChunk messages.
+  auto weights_parts = [=] {
+    return wire::weights(st->sender, a.logic->model().params(), a.logic->model().num_params(), a.logic->version(),
+                         size_t(1) << 20);
+  };
   auto publish = [=]() {
     if (a.events)
       (void)a.events->append(fmt::format("publish {} step {} incarnation {}", a.logic->version(), a.logic->step(),
                                          a.incarnation));
-    auto parts = wire::weights(st->sender, a.logic->model().params(), a.logic->model().num_params(),
-                               a.logic->version(), size_t(1) << 20);
+    auto parts = weights_parts();
     for (auto& g : a.generators) self->send(g, weights_atom::value, parts);
     return parts;
   };
@@ -117,9 +121,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     };
     // A stop between evaluations (Ctrl-C, run.max_seconds) still reports where the policy ended.
     if (a.logic->step() == 0 || st->last_eval_step == a.logic->step()) return rest();
-    self->send(a.evaluator, weights_atom::value,
-               wire::weights(st->sender, a.logic->model().params(), a.logic->model().num_params(),
-                             a.logic->version(), size_t(1) << 20));
+    self->send(a.evaluator, weights_atom::value, weights_parts());
     json rec = {{"step", a.logic->step()}, {"version", a.logic->version()}, {"time_s", elapsed()}, {"final_eval", true}};
     evaluate([=](const json& f) mutable {
       rec.update(f);
@@ -234,9 +236,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                             {"train_tokens", ls.tokens},
                             {"train_tokens_per_s", ls.tokens / std::max(ls.seconds, 1e-9)},
                             {"groups", ids.size()},
-                            {"rejected_messages", a.rejects->generator + a.rejects->sampler + a.rejects->judge +
-                                                      a.rejects->replay + a.rejects->learner +
-                                                      a.rejects->evaluator}};
+                            {"rejected_messages", a.rejects->total()}};
                 if (std::isfinite(ls.pearson)) rec["train_infer_pearson"] = ls.pearson;
                 rec["pearson_tokens"] = ls.pearson_tokens;
                 st->last_step = now;
@@ -244,10 +244,10 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                 // the replies are handled when the learner next reads its mailbox (a generator
                 // answers only between decode steps and weights swaps; an evaluation takes as long
                 // as decoding eval_examples prompts).
-                const bool eval_busy = eval_now && st->eval_in_flight;
-                if (eval_busy) rec["eval_skipped"] = true;  // the previous one is still running
-                st->records[step] = {std::move(rec), eval_now && !eval_busy ? 2 : 1};
-                if (eval_now && !eval_busy) {
+                const bool eval = eval_now && !st->eval_in_flight;
+                if (eval_now && !eval) rec["eval_skipped"] = true;  // the previous one is still running
+                st->records[step] = {std::move(rec), eval ? 2 : 1};
+                if (eval) {
                   self->send(a.evaluator, weights_atom::value, parts);
                   evaluate([=](const json& f) { complete(step, f); });
                 }

@@ -15,6 +15,7 @@
 #include "tests/actors/caf_test_system.h"
 #include "base/file.h"
 #include "model/model.h"
+#include "model/sft.h"
 #include "model/tokenizer.h"
 
 using namespace m1;
@@ -198,12 +199,20 @@ TEST_CASE("evaluator actor: evaluates the version it holds, takes published weig
   CHECK(std::equal(next.begin(), next.end(), model->params()));  // the corrupt version changed nothing
   ask(5);
   REQUIRE(replies.size() == 4);
-  for (int i : {0, 2}) {
-    REQUIRE(replies[i].size() == 2);
-    CHECK(replies[i][0] >= 0.0);
-    CHECK(replies[i][0] <= 1.0);
-    CHECK(replies[i][1] >= 0.0);
-  }
+  // The accuracy is evaluate_tasks' on the weights held, with the run's eval settings.
+  ByteTokenizer tok;
+  auto expected = [&](const Model& w) {
+    return evaluate_tasks(w, tok, c.tasks, c.min_difficulty, c.max_difficulty, c.eval_examples, c.seed, c.max_new)
+        .accuracy;
+  };
+  Model moved = m;
+  std::copy(next.begin(), next.end(), moved.params());
+  REQUIRE(replies[0].size() == 2);
+  REQUIRE(replies[2].size() == 2);
+  CHECK(replies[0][0] == expected(m));
+  CHECK(replies[2][0] == expected(moved));
+  CHECK(replies[0][1] >= 0.0);
+  CHECK(replies[2][1] >= 0.0);
   CHECK(std::isnan(replies[1][0]));
   CHECK(std::isnan(replies[3][0]));
   caf::anon_send_exit(ev, caf::exit_reason::user_shutdown);
