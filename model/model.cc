@@ -15,6 +15,27 @@ void Batch::add_segment(const std::vector<int>& toks) {
     targets.push_back(i + 1 < toks.size() ? toks[i + 1] : -1);
   }
   seg.push_back(int(tokens.size()));
+  if (!parent.empty()) parent.push_back(-1);
+}
+
+bool Batch::has_prefixes() const {
+  for (int p : parent)
+    if (p >= 0) return true;
+  return false;
+}
+
+int Batch::add_prefix(const std::vector<int>& toks) {
+  M1_CHECK(!toks.empty());
+  add_segment(toks);
+  for (size_t i = toks.size(); i > 0; --i) targets[targets.size() - i] = -1;
+  return segments() - 1;
+}
+
+void Batch::add_continuation(int p, const std::vector<int>& toks) {
+  M1_CHECK(p >= 0 && p < segments() && parent_of(p) < 0 && seg[size_t(p) + 1] > seg[size_t(p)] && !toks.empty());
+  parent.resize(size_t(segments()), -1);
+  add_segment(toks);
+  parent.back() = p;
 }
 
 size_t DecodeState::bytes() const {

@@ -56,14 +56,31 @@ struct ModelView {
 // A packed batch: segments laid end to end. Segment s is tokens[seg[s] .. seg[s+1]).
 // targets[t] = the token whose logprob row t predicts (usually tokens[t+1] of the same segment),
 // or −1 for no prediction (last token of a segment, padding).
+//
+// Shared prefixes: a segment may continue a PREFIX segment (parent[s] = p): its tokens are then
+// read after p's, as if the sequence were p's tokens followed by s's (RoPE positions go on from
+// p's length; lightning layers start from p's final state; softmax layers attend to p's keys),
+// while p's activations are computed once however many segments continue it. The math is that
+// of the unshared sequences, the MoE load-balancing loss included (p's tokens count once per
+// continuation); only the work is shared (G samples of one prompt in an RL batch).
+// REQUIRES: p < s, p has no parent itself, p and s are non-empty; no decode-state capture.
 struct Batch {
   std::vector<int> tokens;
   std::vector<int> seg;      // size = segments + 1, seg[0] = 0, seg.back() = tokens.size()
   std::vector<int> targets;  // same size as tokens
+  std::vector<int> parent;   // per segment: the prefix it continues, or −1; empty = none at all
   int size() const { return int(tokens.size()); }
   int segments() const { return int(seg.size()) - 1; }
+  int parent_of(int s) const { return size_t(s) < parent.size() ? parent[size_t(s)] : -1; }
+  bool has_prefixes() const;
   // Appends one segment whose targets are its own next tokens (the last has none).
   void add_segment(const std::vector<int>& toks);
+  // Appends a prefix: a context-only segment (no targets) for later segments to continue.
+  // Returns its segment index.
+  int add_prefix(const std::vector<int>& toks);
+  // Appends a segment continuing prefix p; its targets are its own next tokens (so its first
+  // token is the last token of the context whose next-token prediction is wanted).
+  void add_continuation(int p, const std::vector<int>& toks);
 };
 
 struct ForwardOut {

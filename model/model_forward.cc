@@ -23,6 +23,8 @@ static auto* sized(V& v, size_t n) {
 struct MoeActs {
   Vec logits, probs, top_w, xg, a1, a3, act, y;  // (T,E) (T,E) (T,k) (T·k,D) (T·k,I)×3 (T·k,D)
   IVec top_idx, offsets, perm, rows;             // (T,k) (E+1) (T·k) (T·k)
+  Vec xprobs;                                    // with shared prefixes: probs of the unshared rows
+  IVec xtop;
   float aux = 0;
 };
 
@@ -31,6 +33,7 @@ struct LayerActs {
   Vec qkv_pre, qkv, core, y, rstd_y, g_pre;    // lightning: (T,3Hd) (T,3Hd) (T,Hd) (T,Hd) (T) (T,Hd)
   Vec gated;                                   // softmax reuses core = attention output (T,Hd)
   Vec q, kk, vv, lse;                          // softmax: (T,Hd) (T,Hkv·d) (T,Hkv·d) (H·T)
+  Vec pstate;                                  // lightning: final state of each prefix (slots, H,d,d)
   Vec a, h1, n2, rstd2;                        // (T,D) ×3, (T)
   MoeActs moe;
 };
@@ -38,7 +41,12 @@ struct LayerActs {
 struct Workspace {
   std::vector<LayerActs> layers;
   Vec h, hL, nf, rstdf, logsm, mo;  // (T,D) (T,D) (T,D) (T) (T,V) (T,D)
-  IVec pos;                         // (T) RoPE position within the segment
+  IVec pos;                         // (T) RoPE position within the sequence (prefix included)
+  IVec slot;                        // per segment: its index among the batch's prefixes, or −1
+  int prefixes = 0;                 // segments that some segment continues
+  IVec expand;                      // with prefixes: the rows of the equivalent unshared batch
+  // scratch: prefix + continuation sequences of softmax layers, state gradients of prefixes
+  Vec cq, ck, cv, co, clse, cdo, cdq, cdk, cdv, dstate, scaled;
   // backward scratch
   Vec dh, dn, dh1, dtmp, dA, dB, dC, dD, dprobs, dlogits, dtop_w, dxg;
 };
@@ -67,9 +75,28 @@ inline void linear_backward(const Kernels& K, float* dx, float beta, float* dW, 
   K.gemm(true, false, out, in, T, 1.0f, dy, out, x, in, 1.0f, dW, in);
 }
 
+// The load-balancing loss sees the batch as unshared: with shared prefixes (expand non-empty) a
+// prefix's routing counts once per continuation, as if each sequence were computed whole. Returns
+// the probs and top-k of those rows (or a's own T) and their count.
+const float* aux_rows(const Kernels& K, int E, int k, int T, const IVec& expand, MoeActs& a, const int** top,
+                      int* n) {
+  *n = expand.empty() ? T : int(expand.size());
+  if (expand.empty()) {
+    *top = a.top_idx.data();
+    return a.probs.data();
+  }
+  float* probs = sized(a.xprobs, expand.size() * size_t(E));
+  K.gather_rows(probs, a.probs.data(), expand.data(), *n, E);
+  int* t = sized(a.xtop, expand.size() * size_t(k));
+  for (size_t i = 0; i < expand.size(); ++i)
+    for (int j = 0; j < k; ++j) t[i * size_t(k) + j] = a.top_idx[size_t(expand[i]) * k + j];
+  *top = t;
+  return probs;
+}
+
 // out (T,D) = MoE(x); keeps routing and expert activations in a.
 void moe_forward(const Kernels& K, const Dims& m, const LayerView& w, float coef, const float* x, int T, MoeActs& a,
-                 float* out) {
+                 float* out, const IVec& expand) {
   const int E = m.E, k = m.k, D = m.D, I = m.I, Tk = T * k;
   float* logits = sized(a.logits, size_t(T) * E);
   linear(K, logits, x, w.router, T, D, E);
@@ -94,13 +121,17 @@ void moe_forward(const Kernels& K, const Dims& m, const LayerView& w, float coef
     linear(K, a.y.data() + size_t(o) * D, a.act.data() + size_t(o) * I, w.w2[e], n, I, D);
   }
   K.moe_combine(out, a.y.data(), a.perm.data(), a.top_w.data(), T, k, D);
-  a.aux = K.moe_aux_loss(nullptr, a.probs.data(), a.top_idx.data(), T, E, k, coef, 0.0f);
+  const int* top;
+  int n;
+  const float* probs = aux_rows(K, E, k, T, expand, a, &top, &n);
+  a.aux = K.moe_aux_loss(nullptr, probs, top, n, E, k, coef, 0.0f);
 }
 
 // dx (T,D) += ∂/∂x of MoE given dout; parameter grads into g. aux_scale = weight of this
 // layer's aux loss in the total loss.
 void moe_backward(const Kernels& K, const Dims& m, const LayerView& w, const LayerView& g, float coef,
                   float aux_scale, const float* x, int T, MoeActs& a, const float* dout, float* dx, Workspace& ws) {
+  const IVec& expand = ws.expand;
   const int E = m.E, k = m.k, D = m.D, I = m.I, Tk = T * k;
   float* dy = sized(ws.dA, size_t(Tk) * D);
   float* dtop_w = sized(ws.dtop_w, size_t(Tk));
@@ -127,17 +158,73 @@ void moe_backward(const Kernels& K, const Dims& m, const LayerView& w, const Lay
     }
   }, 32);
   float* dprobs = sized(ws.dprobs, size_t(T) * E);
-  K.moe_aux_loss(dprobs, a.probs.data(), a.top_idx.data(), T, E, k, coef, aux_scale);
+  if (expand.empty()) {
+    K.moe_aux_loss(dprobs, a.probs.data(), a.top_idx.data(), T, E, k, coef, aux_scale);
+  } else {  // on the unshared rows (probs, top-k as in the forward), then summed back per token
+    const int* top;
+    int n;
+    const float* probs = aux_rows(K, E, k, T, expand, a, &top, &n);
+    float* dx_probs = sized(ws.dlogits, size_t(n) * E);
+    K.moe_aux_loss(dx_probs, probs, top, n, E, k, coef, aux_scale);
+    std::fill(dprobs, dprobs + size_t(T) * E, 0.0f);
+    for (int i = 0; i < n; ++i)
+      for (int e = 0; e < E; ++e) dprobs[size_t(expand[size_t(i)]) * E + e] += dx_probs[size_t(i) * E + e];
+  }
   float* dlogits = sized(ws.dlogits, size_t(T) * E);
   K.router_backward(dlogits, dtop_w, dprobs, a.probs.data(), a.top_idx.data(), T, E, k);
   linear_backward(K, dx, 1.0f, g.router, dlogits, x, w.router, T, D, E);
 }
 
-// a (T,D) = lightning attention of layer input n1 over the batch's segments. When states is
-// non-null, states[s] receives segment s's final lightning state (H,d,d).
+// dst[t, 0:d) = λ^(e0 + de·t) · src[t, 0:d) for t < n (src row stride ld): the decay weights of
+// the terms that connect a prefix's final lightning state with its tokens or its continuations'.
+void decayed_rows(float* dst, const float* src, int ld, int n, int d, float lambda, int e0, int de) {
+  for (int t = 0; t < n; ++t) {
+    const float f = float(std::pow(double(lambda), double(e0 + de * t)));
+    const float* x = src + size_t(t) * ld;
+    float* y = dst + size_t(t) * d;
+    for (int i = 0; i < d; ++i) y[i] = f * x[i];
+  }
+}
+
+// A continuation c (n tokens) of a prefix whose final state is S (per head, d×d) computes, on top
+// of its own terms, o_t += λ^t·q_t·S (t = 1..n). Its gradients: dq_t += λ^t·do_t·Sᵀ (into dqkv)
+// and dS += Σ_t λ^t·q_tᵀ·do_t (into dS).
+void continuation_state_backward(const Kernels& K, float* dqkv, float* dS, const float* dout, const float* qkv,
+                                 const float* S, const float* lambda, int n, int H, int d, Workspace& ws) {
+  const int Hd = H * d, row = 3 * Hd;
+  const size_t dd = size_t(d) * d;
+  float* dos = sized(ws.scaled, size_t(n) * d);
+  for (int h = 0; h < H; ++h) {
+    decayed_rows(dos, dout + size_t(h) * d, Hd, n, d, lambda[h], 1, 1);
+    K.gemm(false, true, n, d, d, 1.0f, dos, d, S + h * dd, d, 1.0f, dqkv + size_t(h) * 3 * d, row);
+    K.gemm(true, false, d, d, n, 1.0f, qkv + size_t(h) * 3 * d, row, dos, d, 1.0f, dS + h * dd, d);
+  }
+}
+
+// A prefix (P tokens) ends in S = Σ_s λ^(P−s)·k_sᵀ·v_s. From dS: dk_s += λ^(P−s)·v_s·dSᵀ and
+// dv_s += λ^(P−s)·k_s·dS (into dqkv).
+void prefix_state_backward(const Kernels& K, float* dqkv, const float* dS, const float* qkv, const float* lambda,
+                           int P, int H, int d, Workspace& ws) {
+  const int row = 3 * H * d;
+  const size_t dd = size_t(d) * d;
+  float* xs = sized(ws.scaled, size_t(P) * d);
+  for (int h = 0; h < H; ++h) {
+    const float* k = qkv + size_t(h) * 3 * d + d;
+    decayed_rows(xs, k + d, row, P, d, lambda[h], P - 1, -1);  // decayed v
+    K.gemm(false, true, P, d, d, 1.0f, xs, d, dS + h * dd, d, 1.0f, dqkv + size_t(h) * 3 * d + d, row);
+    decayed_rows(xs, k, row, P, d, lambda[h], P - 1, -1);  // decayed k
+    K.gemm(false, false, P, d, d, 1.0f, xs, d, dS + h * dd, d, 1.0f, dqkv + size_t(h) * 3 * d + 2 * d, row);
+  }
+}
+
+// a (T,D) = lightning attention of layer input n1 over the batch's segments (a continuation starts
+// from its prefix's final state, kept in A.pstate). When states is non-null, states[s] receives
+// segment s's final lightning state (H,d,d).
 void lightning_layer_forward(const Kernels& K, const Dims& m, const LayerView& w, const float* lambda, int block,
-                             const Batch& b, LayerActs& A, float* const* states) {
+                             const Batch& b, LayerActs& A, float* const* states, const Workspace& ws) {
   const int T = b.size(), H = m.H, d = m.d, Hd = H * d, D = m.D;
+  const size_t Hdd = size_t(H) * d * d;
+  float* pst = ws.prefixes ? sized(A.pstate, size_t(ws.prefixes) * Hdd) : nullptr;
   float* qkv_pre = sized(A.qkv_pre, size_t(T) * 3 * Hd);
   float* qkv = sized(A.qkv, size_t(T) * 3 * Hd);
   linear(K, qkv_pre, A.n1.data(), w.qkv, T, D, 3 * Hd);
@@ -146,8 +233,10 @@ void lightning_layer_forward(const Kernels& K, const Dims& m, const LayerView& w
   for (int s = 0; s < b.segments(); ++s) {
     const int t0 = b.seg[s], n = b.seg[s + 1] - t0;
     if (n == 0) continue;
-    K.lightning_forward(core + size_t(t0) * Hd, states ? states[s] : nullptr, qkv + size_t(t0) * 3 * Hd, nullptr,
-                        lambda, n, H, d, block);
+    const int p = b.parent_of(s), sl = ws.slot[size_t(s)];
+    const float* in = p >= 0 ? pst + size_t(ws.slot[size_t(p)]) * Hdd : nullptr;
+    float* out = states ? states[s] : sl >= 0 ? pst + size_t(sl) * Hdd : nullptr;
+    K.lightning_forward(core + size_t(t0) * Hd, out, qkv + size_t(t0) * 3 * Hd, in, lambda, n, H, d, block);
   }
   K.rmsnorm_forward(sized(A.y, size_t(T) * Hd), sized(A.rstd_y, size_t(T)), core, w.attn_norm, T, Hd, 1e-6f);
   float* g_pre = sized(A.g_pre, size_t(T) * Hd);
@@ -170,19 +259,53 @@ void lightning_layer_backward(const Kernels& K, const Dims& m, const LayerView& 
   float* dcore = dgated;  // reuse: dgated is dead
   K.rmsnorm_backward(dcore, g.attn_norm, dy, A.core.data(), w.attn_norm, A.rstd_y.data(), T, Hd);
   float* dqkv = sized(ws.dD, size_t(T) * 3 * Hd);
-  for (int s = 0; s < b.segments(); ++s) {
+  const size_t Hdd = size_t(H) * d * d;
+  float* dS = nullptr;
+  if (ws.prefixes) {
+    dS = sized(ws.dstate, size_t(ws.prefixes) * Hdd);
+    std::fill(dS, dS + size_t(ws.prefixes) * Hdd, 0.0f);
+  }
+  // In reverse: every continuation adds to its prefix's dS before the prefix (earlier) reads it.
+  for (int s = b.segments() - 1; s >= 0; --s) {
     const int t0 = b.seg[s], n = b.seg[s + 1] - t0;
     if (n == 0) continue;
-    K.lightning_backward(dqkv + size_t(t0) * 3 * Hd, dcore + size_t(t0) * Hd, A.qkv.data() + size_t(t0) * 3 * Hd,
-                         lambda, n, H, d, block);
+    float* dq = dqkv + size_t(t0) * 3 * Hd;
+    const float* q = A.qkv.data() + size_t(t0) * 3 * Hd;
+    K.lightning_backward(dq, dcore + size_t(t0) * Hd, q, lambda, n, H, d, block);
+    if (const int sl = ws.slot[size_t(s)]; sl >= 0)
+      prefix_state_backward(K, dq, dS + size_t(sl) * Hdd, q, lambda, n, H, d, ws);
+    if (const int p = b.parent_of(s); p >= 0) {
+      const size_t ps = size_t(ws.slot[size_t(p)]) * Hdd;
+      continuation_state_backward(K, dq, dS + ps, dcore + size_t(t0) * Hd, q, A.pstate.data() + ps, lambda, n, H,
+                                  d, ws);
+    }
   }
   float* dpre = sized(ws.dxg, size_t(T) * 3 * Hd);
   K.silu_backward(dpre, dqkv, A.qkv_pre.data(), size_t(T) * 3 * Hd);
   linear_backward(K, dn1, 1.0f, g.qkv, dpre, A.n1.data(), w.qkv, T, D, 3 * Hd);
 }
 
+// Rows [a0, a0+na) then [b0, b0+nb) of x (row width W) into dst: a prefix and its continuation
+// as one sequence, for the softmax kernels (which see one whole segment).
+float* join_rows(Vec& dst, const float* x, int a0, int na, int b0, int nb, int W) {
+  float* out = sized(dst, size_t(na + nb) * W);
+  std::copy(x + size_t(a0) * W, x + size_t(a0 + na) * W, out);
+  std::copy(x + size_t(b0) * W, x + size_t(b0 + nb) * W, out + size_t(na) * W);
+  return out;
+}
+
+// The lse of a joined sequence (H, P+n) from the prefix's (H, P) and the continuation's (H, n).
+float* join_lse(Vec& dst, const float* lp, int P, const float* ln, int n, int H) {
+  float* out = sized(dst, size_t(P + n) * H);
+  for (int h = 0; h < H; ++h) {
+    std::copy(lp + size_t(h) * P, lp + size_t(h + 1) * P, out + size_t(h) * (P + n));
+    std::copy(ln + size_t(h) * n, ln + size_t(h + 1) * n, out + size_t(h) * (P + n) + P);
+  }
+  return out;
+}
+
 void softmax_layer_forward(const Kernels& K, const Dims& m, const LayerView& w, const ModelConfig& c, const Batch& b,
-                           const int* pos, LayerActs& A) {
+                           const int* pos, LayerActs& A, Workspace& ws) {
   const int T = b.size(), H = m.H, Hkv = m.Hkv, d = m.d, Hd = H * d, Kd = Hkv * d, D = m.D;
   float* q = sized(A.q, size_t(T) * Hd);
   float* kk = sized(A.kk, size_t(T) * Kd);
@@ -197,12 +320,29 @@ void softmax_layer_forward(const Kernels& K, const Dims& m, const LayerView& w, 
   for (int s = 0; s < b.segments(); ++s) {
     const int t0 = b.seg[s], n = b.seg[s + 1] - t0;
     if (n == 0) continue;
-    K.attention_forward(core + size_t(t0) * Hd, lse + size_t(t0) * H, q + size_t(t0) * Hd, Hd, kk + size_t(t0) * Kd,
-                        vv + size_t(t0) * Kd, Kd, n, H, Hkv, d);
+    const int p = b.parent_of(s);
+    if (p < 0) {
+      K.attention_forward(core + size_t(t0) * Hd, lse + size_t(t0) * H, q + size_t(t0) * Hd, Hd,
+                          kk + size_t(t0) * Kd, vv + size_t(t0) * Kd, Kd, n, H, Hkv, d);
+      continue;
+    }
+    // A continuation: attention over prefix + own tokens; keep the own tokens' rows.
+    const int p0 = b.seg[p], P = b.seg[p + 1] - p0, L = P + n;
+    float* cq = join_rows(ws.cq, q, p0, P, t0, n, Hd);
+    float* ck = join_rows(ws.ck, kk, p0, P, t0, n, Kd);
+    float* cv = join_rows(ws.cv, vv, p0, P, t0, n, Kd);
+    float* co = sized(ws.co, size_t(L) * Hd);
+    float* clse = sized(ws.clse, size_t(L) * H);
+    K.attention_forward(co, clse, cq, Hd, ck, cv, Kd, L, H, Hkv, d);
+    std::copy(co + size_t(P) * Hd, co + size_t(L) * Hd, core + size_t(t0) * Hd);
+    for (int h = 0; h < H; ++h)
+      std::copy(clse + size_t(h) * L + P, clse + size_t(h + 1) * L, lse + size_t(t0) * H + size_t(h) * n);
   }
   linear(K, sized(A.a, size_t(T) * D), core, w.o, T, Hd, D);
 }
 
+// Prefixes come before their continuations, so a prefix's dk, dv are assigned before its
+// continuations add what their queries send back to its keys and values.
 void softmax_layer_backward(const Kernels& K, const Dims& m, const LayerView& w, const LayerView& g,
                             const ModelConfig& c, const Batch& b, const int* pos, LayerActs& A, const float* da,
                             float* dn1, Workspace& ws) {
@@ -215,9 +355,36 @@ void softmax_layer_backward(const Kernels& K, const Dims& m, const LayerView& w,
   for (int s = 0; s < b.segments(); ++s) {
     const int t0 = b.seg[s], n = b.seg[s + 1] - t0;
     if (n == 0) continue;
-    K.attention_backward(dq + size_t(t0) * Hd, dk + size_t(t0) * Kd, dv + size_t(t0) * Kd, dcore + size_t(t0) * Hd,
-                         A.core.data() + size_t(t0) * Hd, A.lse.data() + size_t(t0) * H, A.q.data() + size_t(t0) * Hd,
-                         Hd, A.kk.data() + size_t(t0) * Kd, A.vv.data() + size_t(t0) * Kd, Kd, n, H, Hkv, d);
+    const int p = b.parent_of(s);
+    if (p < 0) {
+      K.attention_backward(dq + size_t(t0) * Hd, dk + size_t(t0) * Kd, dv + size_t(t0) * Kd,
+                           dcore + size_t(t0) * Hd, A.core.data() + size_t(t0) * Hd, A.lse.data() + size_t(t0) * H,
+                           A.q.data() + size_t(t0) * Hd, Hd, A.kk.data() + size_t(t0) * Kd,
+                           A.vv.data() + size_t(t0) * Kd, Kd, n, H, Hkv, d);
+      continue;
+    }
+    // The joined sequence again, with no gradient on the prefix's outputs (the prefix's own
+    // backward above has them); its keys and values collect this continuation's share.
+    const int p0 = b.seg[p], P = b.seg[p + 1] - p0, L = P + n;
+    float* cq = join_rows(ws.cq, A.q.data(), p0, P, t0, n, Hd);
+    float* ck = join_rows(ws.ck, A.kk.data(), p0, P, t0, n, Kd);
+    float* cv = join_rows(ws.cv, A.vv.data(), p0, P, t0, n, Kd);
+    float* co = join_rows(ws.co, A.core.data(), p0, P, t0, n, Hd);
+    float* clse = join_lse(ws.clse, A.lse.data() + size_t(p0) * H, P, A.lse.data() + size_t(t0) * H, n, H);
+    float* cdo = sized(ws.cdo, size_t(L) * Hd);
+    std::fill(cdo, cdo + size_t(P) * Hd, 0.0f);
+    std::copy(dcore + size_t(t0) * Hd, dcore + size_t(t0 + n) * Hd, cdo + size_t(P) * Hd);
+    float* cdq = sized(ws.cdq, size_t(L) * Hd);
+    float* cdk = sized(ws.cdk, size_t(L) * Kd);
+    float* cdv = sized(ws.cdv, size_t(L) * Kd);
+    K.attention_backward(cdq, cdk, cdv, cdo, co, clse, cq, Hd, ck, cv, Kd, L, H, Hkv, d);
+    std::copy(cdq + size_t(P) * Hd, cdq + size_t(L) * Hd, dq + size_t(t0) * Hd);
+    std::copy(cdk + size_t(P) * Kd, cdk + size_t(L) * Kd, dk + size_t(t0) * Kd);
+    std::copy(cdv + size_t(P) * Kd, cdv + size_t(L) * Kd, dv + size_t(t0) * Kd);
+    for (size_t i = 0; i < size_t(P) * Kd; ++i) {
+      dk[size_t(p0) * Kd + i] += cdk[i];
+      dv[size_t(p0) * Kd + i] += cdv[i];
+    }
   }
   K.rope_backward(dq, T, H, d, Hd, c.rotary_dim, pos, float(c.rope_theta));
   K.rope_backward(dk, T, Hkv, d, Kd, c.rotary_dim, pos, float(c.rope_theta));
@@ -261,9 +428,28 @@ void Model::forward(const Batch& b, Workspace& ws, ForwardOut& out, DecodeState*
   M1_CHECK(T > 0 && b.seg.size() >= 2 && int(b.targets.size()) == T);
   ModelView w = const_cast<Model*>(this)->view(const_cast<float*>(params_.data()));
   ws.layers.resize(size_t(m.L));
-  int* pos = sized(ws.pos, size_t(T));
+  M1_CHECK(b.parent.empty() || int(b.parent.size()) == b.segments());
+  M1_CHECK(!capture || !b.has_prefixes());
+  ws.slot.assign(size_t(b.segments()), -1);
+  ws.prefixes = 0;
   for (int s = 0; s < b.segments(); ++s)
-    for (int t = b.seg[s]; t < b.seg[s + 1]; ++t) pos[t] = t - b.seg[s];
+    if (const int p = b.parent_of(s); p >= 0) {
+      M1_CHECK(p < s && b.parent_of(p) < 0 && b.seg[p + 1] > b.seg[p]);
+      if (ws.slot[size_t(p)] < 0) ws.slot[size_t(p)] = ws.prefixes++;
+    }
+  ws.expand.clear();
+  if (ws.prefixes)
+    for (int s = 0; s < b.segments(); ++s) {
+      if (ws.slot[size_t(s)] >= 0) continue;  // a prefix: counted with each continuation
+      if (const int p = b.parent_of(s); p >= 0)
+        for (int t = b.seg[p]; t < b.seg[p + 1]; ++t) ws.expand.push_back(t);
+      for (int t = b.seg[s]; t < b.seg[s + 1]; ++t) ws.expand.push_back(t);
+    }
+  int* pos = sized(ws.pos, size_t(T));
+  for (int s = 0; s < b.segments(); ++s) {
+    const int p = b.parent_of(s), off = p >= 0 ? b.seg[p + 1] - b.seg[p] : 0;
+    for (int t = b.seg[s]; t < b.seg[s + 1]; ++t) pos[t] = off + t - b.seg[s];
+  }
   float* h = sized(ws.h, size_t(T) * D);
   K.embedding_forward(h, b.tokens.data(), w.embed, T, D);
   const float eps = float(cfg_.rms_norm_eps), coef = float(cfg_.router_aux_loss_coef);
@@ -274,20 +460,20 @@ void Model::forward(const Batch& b, Workspace& ws, ForwardOut& out, DecodeState*
     std::copy(h, h + size_t(T) * D, sized(A.x, size_t(T) * D));
     K.rmsnorm_forward(sized(A.n1, size_t(T) * D), sized(A.rstd1, size_t(T)), A.x.data(), lw.input_norm, T, D, eps);
     if (cfg_.is_softmax(l)) {
-      softmax_layer_forward(K, m, lw, cfg_, b, pos, A);
+      softmax_layer_forward(K, m, lw, cfg_, b, pos, A, ws);
       if (capture) capture_kv(b, A, m, l, capture);
     } else {
       std::vector<float*> st;
       if (capture)
         for (int s = 0; s < b.segments(); ++s) st.push_back(capture[s]->lstate[l].data());
-      lightning_layer_forward(K, m, lw, lambda_[l].data(), cfg_.block_size, b, A, capture ? st.data() : nullptr);
+      lightning_layer_forward(K, m, lw, lambda_[l].data(), cfg_.block_size, b, A, capture ? st.data() : nullptr, ws);
     }
     float* h1 = sized(A.h1, size_t(T) * D);
     axpby(h1, cfg_.postnorm ? A.n1.data() : A.x.data(), attn_alpha(cfg_, l), A.a.data(), attn_beta(cfg_, l),
           size_t(T) * D);
     K.rmsnorm_forward(sized(A.n2, size_t(T) * D), sized(A.rstd2, size_t(T)), h1, lw.post_norm, T, D, eps);
     float* mo = sized(ws.mo, size_t(T) * D);
-    moe_forward(K, m, lw, coef, A.n2.data(), T, A.moe, mo);
+    moe_forward(K, m, lw, coef, A.n2.data(), T, A.moe, mo, ws.expand);
     out.aux_loss += A.moe.aux / float(m.L);
     axpby(h, cfg_.postnorm ? A.n2.data() : h1, float(cfg_.layernorm_mlp_alpha), mo, float(cfg_.layernorm_mlp_beta),
           size_t(T) * D);
@@ -420,7 +606,7 @@ void Model::decode_step(const int* tokens, DecodeState* const* states, int B, fl
     float* n2 = sized(A.n2, size_t(B) * D);
     K.rmsnorm_forward(n2, sized(A.rstd2, size_t(B)), h1, lw.post_norm, B, D, eps);
     float* mo = sized(ws.mo, size_t(B) * D);
-    moe_forward(K, m, lw, coef, n2, B, A.moe, mo);
+    moe_forward(K, m, lw, coef, n2, B, A.moe, mo, IVec{});
     axpby(h, cfg_.postnorm ? n2 : h1, float(cfg_.layernorm_mlp_alpha), mo, float(cfg_.layernorm_mlp_beta),
           size_t(B) * D);
   }

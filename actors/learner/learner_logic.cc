@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -12,18 +13,49 @@ namespace m1 {
 
 namespace {
 
-// Appends rollout r as one segment (prompt + response) and, for each response token j, the row of
-// the batch whose logp scores it (the position before it) and its behaviour logprob.
-void add_rollout(Batch* b, const TrainRollout& r, std::vector<int>* rows, std::vector<float>* blp) {
-  std::vector<int> toks = r.prompt;
-  toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
-  const int t0 = b->size(), P = int(r.prompt.size());
-  b->add_segment(toks);
-  for (size_t j = 0; j < r.tokens.size(); ++j) {
-    rows->push_back(t0 + P - 1 + int(j));
-    blp->push_back(r.behavior_logprobs[j]);
+// Builds a training batch from rollouts and records, for each response token, the row of the batch
+// whose logp scores it (the position before it) and its behaviour logprob. With sharing, rollouts
+// of one prompt (a group's G samples) read a single prefix segment, prompt[0, P−1), each going on
+// with prompt[P−1] + response (Batch: shared prefixes): the prompt is computed once, not G times.
+class RolloutPacker {
+ public:
+  RolloutPacker(Batch* b, std::vector<int>* rows, std::vector<float>* blp, bool share)
+      : b_(b), rows_(rows), blp_(blp), share_(share) {}
+
+  // Call for every rollout first (counts prompts), then add() them in any order.
+  void expect(const TrainRollout& r) {
+    if (share_ && r.prompt.size() >= 2) ++prefix_.try_emplace(r.prompt, -1, 0).first->second.second;
   }
-}
+
+  void add(const TrainRollout& r) {
+    const int P = int(r.prompt.size());
+    auto it = share_ && P >= 2 ? prefix_.find(r.prompt) : prefix_.end();
+    int first;  // the row that scores response token 0
+    if (it != prefix_.end() && it->second.second >= 2) {
+      if (it->second.first < 0) it->second.first = b_->add_prefix({r.prompt.begin(), r.prompt.end() - 1});
+      std::vector<int> toks{r.prompt.back()};
+      toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
+      first = b_->size();
+      b_->add_continuation(it->second.first, toks);
+    } else {
+      std::vector<int> toks = r.prompt;
+      toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
+      first = b_->size() + P - 1;
+      b_->add_segment(toks);
+    }
+    for (size_t j = 0; j < r.tokens.size(); ++j) {
+      rows_->push_back(first + int(j));
+      blp_->push_back(r.behavior_logprobs[j]);
+    }
+  }
+
+ private:
+  Batch* b_;
+  std::vector<int>* rows_;
+  std::vector<float>* blp_;
+  bool share_;
+  std::map<std::vector<int>, std::pair<int, int>> prefix_;  // prompt → (prefix segment or −1, rollouts)
+};
 
 // True when every token of r was sampled by weights version v.
 bool wholly_of(const TrainRollout& r, uint64_t v) {
@@ -92,9 +124,11 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
     std::vector<float> blp, adv;
     int S = 0;
     std::vector<bool> same_version;
+    RolloutPacker pack(&b, &rows, &blp, cfg_.share_prompts);
+    for (size_t oi = b0; oi < b1; ++oi) pack.expect(batch[order[oi]]);
     for (size_t oi = b0; oi < b1; ++oi) {
       const TrainRollout& r = batch[order[oi]];
-      add_rollout(&b, r, &rows, &blp);
+      pack.add(r);
       // The correlation compares like with like: only rollouts generated entirely by this
       // version (a hot-swapped sequence carries state computed by older weights).
       const bool all_current = wholly_of(r, version_);
@@ -139,6 +173,7 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
     ratio_sum += os.ratio_mean * N;
     clip_sum += os.clip_fraction * N;
     st.tokens += N;
+    st.computed_tokens += b.size();
   }
   if (cfg_.pearson_history > 0) {
     history_.emplace_back(version_, std::move(before));
@@ -164,12 +199,15 @@ void LearnerLogic::score_old_versions(const std::vector<TrainRollout>& batch, st
     Batch b;
     std::vector<int> rows;
     std::vector<float> blp;
+    std::vector<const TrainRollout*> chosen;
     for (const TrainRollout& r : batch) {
-      if (budget == 0) break;
-      if (!wholly_of(r, v)) continue;
-      add_rollout(&b, r, &rows, &blp);
-      --budget;
+      if (int(chosen.size()) == budget) break;
+      if (wholly_of(r, v)) chosen.push_back(&r);
     }
+    budget -= int(chosen.size());
+    RolloutPacker pack(&b, &rows, &blp, cfg_.share_prompts);
+    for (const TrainRollout* r : chosen) pack.expect(*r);
+    for (const TrainRollout* r : chosen) pack.add(*r);
     if (rows.empty()) continue;
     if (!eval_) eval_ = std::make_unique<Model>(model_);
     std::copy(params.begin(), params.end(), eval_->params());

@@ -42,6 +42,9 @@ struct LearnerConfig {
   // is not checkpointed: after a restart it refills as versions are trained.
   int pearson_history = 0;
   int pearson_max_rollouts = 16;
+  // Rollouts of one prompt in a minibatch share the prompt's forward and backward (Batch's shared
+  // prefixes): the same logprobs, losses and gradients, less work.
+  bool share_prompts = true;
 };
 
 struct LearnerStats {
@@ -51,7 +54,8 @@ struct LearnerStats {
   double entropy_mean = 0, grad_norm = 0;
   double pearson = 0;         // behaviour vs learner token probabilities at the same version (NaN: no such tokens)
   int pearson_tokens = 0;
-  int tokens = 0, rollouts = 0;
+  int tokens = 0, rollouts = 0;  // tokens: scored response tokens
+  int computed_tokens = 0;    // token positions run through forward and backward (prompts shared)
   double max_staleness = 0;   // learner version − oldest token version in the batch
   double seconds = 0;
 };

@@ -234,6 +234,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                             {"is_clip_fraction", ls.clip_fraction},
                             {"staleness_max", ls.max_staleness},
                             {"train_tokens", ls.tokens},
+                            {"train_computed_tokens", ls.computed_tokens},
                             {"train_tokens_per_s", ls.tokens / std::max(ls.seconds, 1e-9)},
                             {"groups", ids.size()},
                             {"rejected_messages", a.rejects->total()}};

@@ -84,6 +84,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   LearnerConfig lc;
   lc.objective = c.objective;
   lc.minibatches = c.minibatches;
+  lc.share_prompts = c.share_prompts;
   lc.lr = c.lr;
   lc.clip = c.clip;
   lc.weight_decay = c.weight_decay;

@@ -97,6 +97,7 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   M1_ASSIGN_OR_RETURN(c.lr, t.get_double("learner.lr", 2e-4, 0, 10));
   M1_ASSIGN_OR_RETURN(c.clip, t.get_double("learner.clip", 1.0, 0, 1e9));
   M1_ASSIGN_OR_RETURN(c.weight_decay, t.get_double("learner.weight_decay", 0.0, 0, 10));
+  M1_ASSIGN_OR_RETURN(c.share_prompts, t.get_bool("learner.share_prompts", true));
   // SFT stage (used when no sft.checkpoint is given and none exists in the run dir)
   SftConfig& s = c.sft;
   s.source = path;

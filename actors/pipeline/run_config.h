@@ -58,6 +58,7 @@ struct RunConfig {
   std::string objective_name = "cispo";
   int minibatches = 1;            // learner.minibatches (K)
   double lr = 2e-4, clip = 1.0, weight_decay = 0.0;
+  bool share_prompts = true;      // learner.share_prompts: a group's prompt computed once per minibatch
   bool quiet = false;
 };
 

@@ -9,6 +9,7 @@
 
 #include "actors/learner/learner_logic.h"
 #include "base/file.h"
+#include "base/rng.h"
 #include "model/model.h"
 
 using namespace m1;
@@ -152,4 +153,59 @@ TEST_CASE("pearson: perfect, anti and undefined correlation") {
   CHECK(pearson({1, 2, 3}, {3, 2, 1}) == doctest::Approx(-1.0));
   CHECK(std::isnan(pearson({1, 1, 1}, {1, 2, 3})));
   CHECK(std::isnan(pearson({1}, {1})));
+}
+
+TEST_CASE("learner: sharing a group's prompt changes the work, not the update") {
+  // Three prompts × four samples, two minibatches; random behaviour logprobs near the policy's;
+  // with and without the load-balancing loss. Both learners take the same steps (up to rounding,
+  // which AdamW with eps 1e-15 magnifies for parameters whose gradient is near zero).
+  for (double aux_coef : {0.0, 0.01}) {
+    CAPTURE(aux_coef);
+    auto c = load_model_config(std::string(M1_SOURCE_DIR) + "/configs/models/tiny.json");
+    REQUIRE(c.is_ok());
+    c.value().router_aux_loss_coef = aux_coef;
+    Model m(c.value());
+    m.init_random(5);
+    Rng r(7);
+    std::vector<TrainRollout> batch;
+    for (int g = 0; g < 3; ++g) {
+      std::vector<int> prompt = {256};
+      for (int i = 0; i < 4 + 3 * g; ++i) prompt.push_back(40 + int(r.below(20)));
+      for (int i = 0; i < 4; ++i) {
+        TrainRollout t{uint64_t(g + 1), prompt, {}, {}, {}, i % 2 ? 1.0f : -0.5f};
+        for (int j = 0, n = 1 + int(r.below(6)); j < n; ++j) {
+          t.tokens.push_back(40 + int(r.below(20)));
+          t.behavior_logprobs.push_back(float(-5.5 + 0.2 * r.normal()));
+          t.versions.push_back(0);
+        }
+        batch.push_back(t);
+      }
+    }
+    LearnerStats st[2];
+    std::vector<float> params[2];
+    for (bool share : {false, true}) {
+      LearnerConfig lc;
+      lc.lr = 1e-2;
+      lc.minibatches = 2;
+      lc.share_prompts = share;
+      LearnerLogic L(m, lc);
+      L.train(batch);
+      st[share] = L.train(batch);  // a second step: the moments and the weights differ by now
+      params[share].assign(L.model().params(), L.model().params() + m.num_params());
+    }
+    MESSAGE("computed tokens: " << st[0].computed_tokens << " unshared, " << st[1].computed_tokens << " shared");
+    CHECK(st[1].tokens == st[0].tokens);
+    CHECK(st[1].computed_tokens < st[0].computed_tokens);
+    CHECK(st[1].objective == doctest::Approx(st[0].objective).epsilon(1e-5));
+    CHECK(st[1].ratio_mean == doctest::Approx(st[0].ratio_mean).epsilon(1e-5));
+    CHECK(st[1].entropy_mean == doctest::Approx(st[0].entropy_mean).epsilon(1e-5));
+    double mx = 0, moved = 0;
+    for (size_t i = 0; i < m.num_params(); ++i) {
+      mx = std::max(mx, double(std::fabs(params[1][i] - params[0][i])));
+      moved = std::max(moved, double(std::fabs(params[0][i] - m.params()[i])));
+    }
+    MESSAGE("max parameter difference " << mx << " after moving up to " << moved);
+    CHECK(moved > 1e-3);
+    CHECK(mx < 1e-4 * moved);
+  }
 }

@@ -1,5 +1,6 @@
-// The model: prefill + decode = full forward, packing = segments alone, backward = finite
-// differences, and the fast backend = the naive oracle at the model level.
+// The model: prefill + decode = full forward, packing = segments alone, shared prefixes = the
+// unshared sequences, backward = finite differences, and the fast backend = the naive oracle at
+// the model level.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -125,6 +126,79 @@ TEST_CASE("a packed batch equals its segments run alone") {
     off += s.size();
   }
   CHECK(maxdiff < 1e-5);
+}
+
+TEST_CASE("shared prefixes: continuations equal the unshared sequences (logp, entropy, gradients)") {
+  // Two prefixes, continuations crossing lightning block boundaries (block 4), plain segments in
+  // between; both backends. The unshared batch has each prefix + continuation as one segment.
+  for (const Kernels* kern : {&cpu_naive_kernels(), &cpu_fast_kernels()}) {
+    CAPTURE(kern->name);
+    Model m(tiny_config());
+    m.init_random(21);
+    m.set_kernels(*kern);
+    Rng r(22);
+    const int V = m.config().vocab_size;
+    const auto p1 = rand_tokens(r, 7, V), p2 = rand_tokens(r, 3, V), plain = rand_tokens(r, 6, V);
+    struct Part { int prefix; std::vector<int> toks; };  // prefix: 1, 2 or 0 (plain)
+    const std::vector<Part> parts = {{1, rand_tokens(r, 1, V)}, {0, plain},  {1, rand_tokens(r, 5, V)},
+                                     {2, rand_tokens(r, 9, V)}, {1, rand_tokens(r, 9, V)}, {2, rand_tokens(r, 2, V)}};
+    Batch shared, flat;
+    std::vector<std::pair<int, int>> rows;  // (row in shared, row in flat) of every scored token
+    const int s1 = shared.add_prefix(p1);
+    const auto between = rand_tokens(r, 2, V);  // a plain segment between a prefix and its users
+    shared.add_segment(between);
+    flat.add_segment(between);
+    const int s2 = shared.add_prefix(p2);
+    for (const Part& pt : parts) {
+      const auto& pre = pt.prefix == 1 ? p1 : p2;
+      const int a = shared.size();
+      if (pt.prefix) shared.add_continuation(pt.prefix == 1 ? s1 : s2, pt.toks);
+      else shared.add_segment(pt.toks);
+      std::vector<int> full = pt.prefix ? pre : std::vector<int>{};
+      full.insert(full.end(), pt.toks.begin(), pt.toks.end());
+      const int f = flat.size() + int(full.size() - pt.toks.size());
+      flat.add_segment(full);
+      for (int j = 0; j < int(pt.toks.size()); ++j) rows.emplace_back(a + j, f + j);
+    }
+    CHECK(shared.size() < flat.size() + 7);
+    std::vector<float> cs(size_t(shared.size()), 0.f), cf(size_t(flat.size()), 0.f);
+    for (auto [a, f] : rows) cs[size_t(a)] = cf[size_t(f)] = float(r.normal());
+    WsPtr ws(new_workspace()), wf(new_workspace());
+    ForwardOut os, of;
+    m.forward(shared, *ws, os);
+    m.forward(flat, *wf, of);
+    double dl = 0, de = 0;
+    for (auto [a, f] : rows) {
+      dl = std::max(dl, std::fabs(double(os.logp[size_t(a)]) - of.logp[size_t(f)]));
+      de = std::max(de, std::fabs(double(os.entropy[size_t(a)]) - of.entropy[size_t(f)]));
+    }
+    CHECK(dl < 1e-5);
+    CHECK(de < 1e-5);
+    CHECK(os.aux_loss == doctest::Approx(of.aux_loss).epsilon(1e-5));  // a prefix counts per continuation
+    std::vector<float> gs(m.num_params(), 0.f), gf(m.num_params(), 0.f);
+    m.backward(shared, *ws, cs.data(), 1.0f, gs.data());
+    m.backward(flat, *wf, cf.data(), 1.0f, gf.data());
+    double mx = 0, sc = 0;
+    for (size_t i = 0; i < gs.size(); ++i) {
+      mx = std::max(mx, double(std::fabs(gs[i] - gf[i])));
+      sc = std::max(sc, double(std::fabs(gf[i])));
+    }
+    CHECK(sc > 1e-3);
+    CHECK(mx / sc < 1e-5);
+    // And the check is not vacuous: dropping one prefix token changes the continuations.
+    Batch off;
+    const int q = off.add_prefix(std::vector<int>(p1.begin() + 1, p1.end()));
+    off.add_continuation(q, parts[4].toks);
+    WsPtr wo(new_workspace());
+    ForwardOut oo;
+    m.forward(off, *wo, oo);
+    size_t base = 0;  // parts[4]'s first entry in rows
+    for (int i = 0; i < 4; ++i) base += parts[size_t(i)].toks.size();
+    double moved = 0;
+    for (size_t j = 0; j + 1 < parts[4].toks.size(); ++j)
+      moved = std::max(moved, std::fabs(double(oo.logp[6 + j]) - os.logp[size_t(rows[base + j].first)]));
+    CHECK(moved > 1e-4);
+  }
 }
 
 TEST_CASE("model backward matches central finite differences") {

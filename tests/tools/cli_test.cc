@@ -191,3 +191,15 @@ TEST_CASE("m1rl rejects unknown commands and missing arguments with a non-zero e
   CHECK(run("frobnicate").rc != 0);
   CHECK(run("model init --seed 1").rc != 0);
 }
+
+TEST_CASE("m1rl bench learner --json: both step kinds timed, sharing computes fewer token positions") {
+  Run r = run_stdout("bench learner --config " + kSrc + "/configs/models/tiny.json --groups 3 --group 4 --rounds 1 --json");
+  REQUIRE_MESSAGE(r.rc == 0, r.out);
+  const json j = json::parse(r.out);
+  CHECK(j.at("rollouts").get<int>() == 12);
+  CHECK(j.at("computed_tokens").at("shared").get<int>() < j.at("computed_tokens").at("unshared").get<int>());
+  CHECK(j.at("step_s").at("shared").get<double>() > 0);
+  CHECK(j.at("step_s").at("unshared").get<double>() > 0);
+  CHECK(j.at("speedup").get<double>() > 0);
+  CHECK(run("bench learner --config " + kSrc + "/configs/models/nope.json").rc != 0);
+}

@@ -5,6 +5,9 @@
 // m1rl bench generator: the generator actor of `m1rl run` (continuous batching, prefill of new
 // prompts, sampling, behaviour logprobs, FlatBuffers requests and rollouts through CAF) against
 // the bare Model::decode_step at the same batch and thread count, measured in the same process.
+// m1rl bench learner: one learner step (LearnerLogic::train: forward, backward, AdamW per
+// minibatch) on an RL batch of G samples per prompt, with the prompt shared by a group's samples
+// and without, alternated in the same process.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/learner/learner_logic.h"
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
 #include "base/clock.h"
@@ -413,6 +417,73 @@ int bench_generator(const std::string& config, int batch, int threads, int group
                 steps, rows / std::max(steps, 1.0), decode_s, busy_s);
     std::printf("ratio generator / decode_step (median round) = %.2f (goal >= 0.80: %s)\n", ratio,
                 ratio >= 0.8 ? "met" : "NOT met");
+  }
+  return 0;
+}
+
+int bench_learner(const std::string& config, int groups, int group, int prompt_len, int response_len,
+                  int minibatches, int threads, int rounds, bool as_json) {
+  auto cfg = load_model_config(config);
+  if (!cfg.is_ok()) {
+    std::fprintf(stderr, "m1rl: error: %s\n", cfg.status().message().c_str());
+    return 1;
+  }
+  set_num_threads(threads);
+  Model m(cfg.value());
+  m.init_random(1);
+  const int V = m.config().vocab_size;
+  // groups × group rollouts: one random prompt per group, random responses of 1..2·response_len
+  // tokens (mean ≈ response_len), behaviour logprobs near a uniform policy's, advantages ±1.
+  Rng r(5);
+  std::vector<TrainRollout> batch;
+  for (int g = 0; g < groups; ++g) {
+    std::vector<int> prompt(static_cast<size_t>(prompt_len));
+    for (auto& x : prompt) x = int(r.below(uint64_t(V)));
+    for (int i = 0; i < group; ++i) {
+      TrainRollout t{uint64_t(g + 1), prompt, {}, {}, {}, i % 2 ? 1.0f : -1.0f};
+      const int n = 1 + int(r.below(uint64_t(2 * response_len)));
+      for (int j = 0; j < n; ++j) {
+        t.tokens.push_back(int(r.below(uint64_t(V))));
+        t.behavior_logprobs.push_back(-std::log(float(V)));
+        t.versions.push_back(0);
+      }
+      batch.push_back(std::move(t));
+    }
+  }
+  LearnerLogic* L[2];
+  for (int share = 0; share < 2; ++share) {
+    LearnerConfig lc;
+    lc.minibatches = minibatches;
+    lc.lr = 1e-5;
+    lc.share_prompts = share;
+    L[share] = new LearnerLogic(m, lc);
+    L[share]->train(batch);  // warm-up (workspace sizes, moments)
+  }
+  std::vector<double> t[2];
+  int computed[2] = {0, 0}, scored = 0;
+  for (int i = 0; i < rounds; ++i)
+    for (int share = 0; share < 2; ++share) {  // alternated: the machine's noise hits both
+      const LearnerStats st = L[share]->train(batch);
+      t[share].push_back(st.seconds);
+      computed[share] = st.computed_tokens;
+      scored = st.tokens;
+    }
+  for (auto* l : L) delete l;
+  const double unshared = median(t[0]), shared = median(t[1]);
+  if (as_json) {
+    json j;
+    j["rollouts"] = groups * group;
+    j["scored_tokens"] = scored;
+    j["computed_tokens"] = {{"unshared", computed[0]}, {"shared", computed[1]}};
+    j["step_s"] = {{"unshared", unshared}, {"shared", shared}};
+    j["speedup"] = unshared / shared;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("learner step, %d groups x %d samples, prompt %d, %d minibatches, %d thread(s), median of %d:\n",
+                groups, group, prompt_len, minibatches, threads, rounds);
+    std::printf("  unshared prompts: %.4f s (%d token positions)\n", unshared, computed[0]);
+    std::printf("  shared prompts:   %.4f s (%d token positions)\n", shared, computed[1]);
+    std::printf("  speedup %.2fx for %d scored response tokens\n", unshared / shared, scored);
   }
   return 0;
 }

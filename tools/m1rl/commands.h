@@ -18,6 +18,8 @@ int generate(const std::string& dir, const std::string& prompt, int max_new, dou
 int bench_replay(int groups, bool json);
 int bench_model(const std::string& config, bool json, int threads);
 int bench_generator(const std::string& config, int batch, int threads, int group, double seconds, bool json);
+int bench_learner(const std::string& config, int groups, int group, int prompt_len, int response_len,
+                  int minibatches, int threads, int rounds, bool json);
 int sft(const std::string& config);
 struct ReplayLsArgs {
   std::string status, task;

@@ -102,6 +102,22 @@ int main(int argc, char** argv) {
     g->add_option("--seconds", gseconds, "generation time over 3 rounds")->check(CLI::Range(1.5, 3600.0));
     g->add_flag("--json", gjson, "print JSON");
     g->callback([&] { rc = m1::cli::bench_generator(gconfig, gbatch, gthreads, ggroup, gseconds, gjson); });
+    auto* l = bench->add_subcommand("learner", "one learner step with a group's prompt shared and unshared");
+    static std::string lconfig;
+    static int lgroups = 16, lgroup = 8, lprompt = 13, lresp = 7, lmb = 2, lthreads = 1, lrounds = 9;
+    static bool ljson = false;
+    l->add_option("--config", lconfig, "config.json")->required();
+    l->add_option("--groups", lgroups, "prompts per batch (the sampler's batch_groups)")->check(CLI::Range(1, 100000));
+    l->add_option("--group", lgroup, "samples per prompt (group_size)")->check(CLI::Range(1, 4096));
+    l->add_option("--prompt", lprompt, "prompt tokens")->check(CLI::Range(2, 1000000));
+    l->add_option("--response", lresp, "mean response tokens")->check(CLI::Range(1, 1000000));
+    l->add_option("--minibatches", lmb, "optimizer steps per batch")->check(CLI::Range(1, 1024));
+    l->add_option("--threads", lthreads, "kernel threads")->check(CLI::Range(1, 256));
+    l->add_option("--rounds", lrounds, "timed steps of each kind")->check(CLI::Range(1, 10000));
+    l->add_flag("--json", ljson, "print JSON");
+    l->callback([&] {
+      rc = m1::cli::bench_learner(lconfig, lgroups, lgroup, lprompt, lresp, lmb, lthreads, lrounds, ljson);
+    });
   }
   {
     auto* c = app.add_subcommand("sft", "supervised fine-tuning on the built-in tasks");
