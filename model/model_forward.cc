@@ -23,8 +23,10 @@ static auto* sized(V& v, size_t n) {
 struct MoeActs {
   Vec logits, probs, top_w, xg, a1, a3, act, y;  // (T,E) (T,E) (T,k) (T·k,D) (T·k,I)×3 (T·k,D)
   IVec top_idx, offsets, perm, rows;             // (T,k) (E+1) (T·k) (T·k)
-  Vec xprobs;                                    // with shared prefixes: probs of the unshared rows
-  IVec xtop;
+  // With shared prefixes the load-balancing loss sees the batch unshared (a prefix's routing once
+  // per continuation, as if each sequence were computed whole): probs and top-k of those rows.
+  Vec xprobs;                                    // (expand.size(), E)
+  IVec xtop;                                     // (expand.size(), k)
   float aux = 0;
 };
 
@@ -75,25 +77,6 @@ inline void linear_backward(const Kernels& K, float* dx, float beta, float* dW, 
   K.gemm(true, false, out, in, T, 1.0f, dy, out, x, in, 1.0f, dW, in);
 }
 
-// The load-balancing loss sees the batch as unshared: with shared prefixes (expand non-empty) a
-// prefix's routing counts once per continuation, as if each sequence were computed whole. Returns
-// the probs and top-k of those rows (or a's own T) and their count.
-const float* aux_rows(const Kernels& K, int E, int k, int T, const IVec& expand, MoeActs& a, const int** top,
-                      int* n) {
-  *n = expand.empty() ? T : int(expand.size());
-  if (expand.empty()) {
-    *top = a.top_idx.data();
-    return a.probs.data();
-  }
-  float* probs = sized(a.xprobs, expand.size() * size_t(E));
-  K.gather_rows(probs, a.probs.data(), expand.data(), *n, E);
-  int* t = sized(a.xtop, expand.size() * size_t(k));
-  for (size_t i = 0; i < expand.size(); ++i)
-    for (int j = 0; j < k; ++j) t[i * size_t(k) + j] = a.top_idx[size_t(expand[i]) * k + j];
-  *top = t;
-  return probs;
-}
-
 // out (T,D) = MoE(x); keeps routing and expert activations in a.
 void moe_forward(const Kernels& K, const Dims& m, const LayerView& w, float coef, const float* x, int T, MoeActs& a,
                  float* out, const IVec& expand) {
@@ -121,10 +104,16 @@ void moe_forward(const Kernels& K, const Dims& m, const LayerView& w, float coef
     linear(K, a.y.data() + size_t(o) * D, a.act.data() + size_t(o) * I, w.w2[e], n, I, D);
   }
   K.moe_combine(out, a.y.data(), a.perm.data(), a.top_w.data(), T, k, D);
-  const int* top;
-  int n;
-  const float* probs = aux_rows(K, E, k, T, expand, a, &top, &n);
-  a.aux = K.moe_aux_loss(nullptr, probs, top, n, E, k, coef, 0.0f);
+  if (expand.empty()) {
+    a.aux = K.moe_aux_loss(nullptr, a.probs.data(), a.top_idx.data(), T, E, k, coef, 0.0f);
+    return;
+  }
+  const int n = int(expand.size());
+  K.gather_rows(sized(a.xprobs, size_t(n) * E), a.probs.data(), expand.data(), n, E);
+  int* xtop = sized(a.xtop, size_t(n) * k);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < k; ++j) xtop[size_t(i) * k + j] = a.top_idx[size_t(expand[size_t(i)]) * k + j];
+  a.aux = K.moe_aux_loss(nullptr, a.xprobs.data(), xtop, n, E, k, coef, 0.0f);
 }
 
 // dx (T,D) += ∂/∂x of MoE given dout; parameter grads into g. aux_scale = weight of this
@@ -160,12 +149,10 @@ void moe_backward(const Kernels& K, const Dims& m, const LayerView& w, const Lay
   float* dprobs = sized(ws.dprobs, size_t(T) * E);
   if (expand.empty()) {
     K.moe_aux_loss(dprobs, a.probs.data(), a.top_idx.data(), T, E, k, coef, aux_scale);
-  } else {  // on the unshared rows (probs, top-k as in the forward), then summed back per token
-    const int* top;
-    int n;
-    const float* probs = aux_rows(K, E, k, T, expand, a, &top, &n);
+  } else {  // on the forward's unshared rows, then summed back per token
+    const int n = int(expand.size());
     float* dx_probs = sized(ws.dlogits, size_t(n) * E);
-    K.moe_aux_loss(dx_probs, probs, top, n, E, k, coef, aux_scale);
+    K.moe_aux_loss(dx_probs, a.xprobs.data(), a.xtop.data(), n, E, k, coef, aux_scale);
     std::fill(dprobs, dprobs + size_t(T) * E, 0.0f);
     for (int i = 0; i < n; ++i)
       for (int e = 0; e < E; ++e) dprobs[size_t(expand[size_t(i)]) * E + e] += dx_probs[size_t(i) * E + e];

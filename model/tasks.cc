@@ -106,25 +106,6 @@ bool start_verdict(const std::string& response, Verdict* v) {
   return true;
 }
 
-// The add families' rule: the extracted answer and the reference as canonical integers.
-Verdict verify_integer(const std::string& response, const std::string& answer) {
-  Verdict v;
-  if (!start_verdict(response, &v)) return v;
-  std::string got, expected;
-  if (!canonical_integer(v.extracted, &got)) {
-    v.reason = "unparsable answer '" + echo(v.extracted) + "'";
-    return v;
-  }
-  if (!canonical_integer(trim(answer), &expected)) {
-    v.reason = "unparsable reference '" + echo(answer) + "'";
-    return v;
-  }
-  if (got != expected) return wrong(std::move(v), answer);
-  v.reward = 1;
-  v.reason = "correct";
-  return v;
-}
-
 // "add", and "add_steps": the same problems with a worked solution, whose demonstration thinks
 // column by column from the ones up, "<think>7+5+0=12 4+8+1=13</think><answer>132</answer>" for
 // 47+85 (digit of a + digit of b + carry in = column sum; a missing digit is 0), so responses are
@@ -151,7 +132,21 @@ class AddTask final : public Task {
   }
 
   Verdict verify(const std::string& response, const std::string& answer) const override {
-    return verify_integer(response, answer);
+    Verdict v;
+    if (!start_verdict(response, &v)) return v;
+    std::string got, expected;
+    if (!canonical_integer(v.extracted, &got)) {
+      v.reason = "unparsable answer '" + echo(v.extracted) + "'";
+      return v;
+    }
+    if (!canonical_integer(trim(answer), &expected)) {
+      v.reason = "unparsable reference '" + echo(answer) + "'";
+      return v;
+    }
+    if (got != expected) return wrong(std::move(v), answer);
+    v.reward = 1;
+    v.reason = "correct";
+    return v;
   }
 
  private:

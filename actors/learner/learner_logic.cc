@@ -13,49 +13,38 @@ namespace m1 {
 
 namespace {
 
-// Builds a training batch from rollouts and records, for each response token, the row of the batch
-// whose logp scores it (the position before it) and its behaviour logprob. With sharing, rollouts
-// of one prompt (a group's G samples) read a single prefix segment, prompt[0, P−1), each going on
-// with prompt[P−1] + response (Batch: shared prefixes): the prompt is computed once, not G times.
-class RolloutPacker {
- public:
-  RolloutPacker(Batch* b, std::vector<int>* rows, std::vector<float>* blp, bool share)
-      : b_(b), rows_(rows), blp_(blp), share_(share) {}
-
-  // Call for every rollout first (counts prompts), then add() them in any order.
-  void expect(const TrainRollout& r) {
-    if (share_ && r.prompt.size() >= 2) ++prefix_.try_emplace(r.prompt, -1, 0).first->second.second;
-  }
-
-  void add(const TrainRollout& r) {
-    const int P = int(r.prompt.size());
-    auto it = share_ && P >= 2 ? prefix_.find(r.prompt) : prefix_.end();
+// Packs rollouts rs into b and records, for each response token in order, the row of b whose
+// logp scores it (the position before it) and its behaviour logprob. With sharing, the rollouts
+// of one prompt (a group's samples) read one prefix segment, prompt[0, P−1), each going on with
+// prompt[P−1] + response (Batch: shared prefixes): the prompt is computed once, not G times.
+void pack_rollouts(const std::vector<const TrainRollout*>& rs, bool share, Batch* b, std::vector<int>* rows,
+                   std::vector<float>* blp) {
+  std::map<std::vector<int>, int> uses, prefix;  // prompt → rollouts; prompt → prefix segment
+  if (share)
+    for (const TrainRollout* r : rs)
+      if (r->prompt.size() >= 2) ++uses[r->prompt];
+  for (const TrainRollout* r : rs) {
+    const int P = int(r->prompt.size());
     int first;  // the row that scores response token 0
-    if (it != prefix_.end() && it->second.second >= 2) {
-      if (it->second.first < 0) it->second.first = b_->add_prefix({r.prompt.begin(), r.prompt.end() - 1});
-      std::vector<int> toks{r.prompt.back()};
-      toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
-      first = b_->size();
-      b_->add_continuation(it->second.first, toks);
+    if (auto u = uses.find(r->prompt); u != uses.end() && u->second >= 2) {
+      auto [it, fresh] = prefix.try_emplace(r->prompt, -1);
+      if (fresh) it->second = b->add_prefix({r->prompt.begin(), r->prompt.end() - 1});
+      std::vector<int> toks{r->prompt.back()};
+      toks.insert(toks.end(), r->tokens.begin(), r->tokens.end());
+      first = b->size();
+      b->add_continuation(it->second, toks);
     } else {
-      std::vector<int> toks = r.prompt;
-      toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
-      first = b_->size() + P - 1;
-      b_->add_segment(toks);
+      std::vector<int> toks = r->prompt;
+      toks.insert(toks.end(), r->tokens.begin(), r->tokens.end());
+      first = b->size() + P - 1;
+      b->add_segment(toks);
     }
-    for (size_t j = 0; j < r.tokens.size(); ++j) {
-      rows_->push_back(first + int(j));
-      blp_->push_back(r.behavior_logprobs[j]);
+    for (size_t j = 0; j < r->tokens.size(); ++j) {
+      rows->push_back(first + int(j));
+      blp->push_back(r->behavior_logprobs[j]);
     }
   }
-
- private:
-  Batch* b_;
-  std::vector<int>* rows_;
-  std::vector<float>* blp_;
-  bool share_;
-  std::map<std::vector<int>, std::pair<int, int>> prefix_;  // prompt → (prefix segment or −1, rollouts)
-};
+}
 
 // True when every token of r was sampled by weights version v.
 bool wholly_of(const TrainRollout& r, uint64_t v) {
@@ -122,20 +111,18 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
     Batch b;
     std::vector<int> rows, seq;
     std::vector<float> blp, adv;
-    int S = 0;
     std::vector<bool> same_version;
-    RolloutPacker pack(&b, &rows, &blp, cfg_.share_prompts);
-    for (size_t oi = b0; oi < b1; ++oi) pack.expect(batch[order[oi]]);
-    for (size_t oi = b0; oi < b1; ++oi) {
-      const TrainRollout& r = batch[order[oi]];
-      pack.add(r);
+    std::vector<const TrainRollout*> mb;
+    for (size_t oi = b0; oi < b1; ++oi) mb.push_back(&batch[order[oi]]);
+    pack_rollouts(mb, cfg_.share_prompts, &b, &rows, &blp);
+    const int S = int(mb.size());
+    for (int i = 0; i < S; ++i) {
       // The correlation compares like with like: only rollouts generated entirely by this
       // version (a hot-swapped sequence carries state computed by older weights).
-      const bool all_current = wholly_of(r, version_);
-      seq.resize(rows.size(), S);
-      adv.resize(rows.size(), r.advantage);
-      same_version.resize(rows.size(), all_current);
-      ++S;
+      const size_t n = mb[size_t(i)]->tokens.size();
+      seq.insert(seq.end(), n, i);
+      adv.insert(adv.end(), n, mb[size_t(i)]->advantage);
+      same_version.insert(same_version.end(), n, wholly_of(*mb[size_t(i)], version_));
     }
     ForwardOut out;
     model_.forward(b, *ws_, out);
@@ -205,9 +192,7 @@ void LearnerLogic::score_old_versions(const std::vector<TrainRollout>& batch, st
       if (wholly_of(r, v)) chosen.push_back(&r);
     }
     budget -= int(chosen.size());
-    RolloutPacker pack(&b, &rows, &blp, cfg_.share_prompts);
-    for (const TrainRollout* r : chosen) pack.expect(*r);
-    for (const TrainRollout* r : chosen) pack.add(*r);
+    pack_rollouts(chosen, cfg_.share_prompts, &b, &rows, &blp);
     if (rows.empty()) continue;
     if (!eval_) eval_ = std::make_unique<Model>(model_);
     std::copy(params.begin(), params.end(), eval_->params());

@@ -110,7 +110,13 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     Status s = checkpoint();
     if (!s.is_ok()) log_error("learner: final checkpoint failed: {}", s.message());
   };
-  std::shared_ptr<std::function<void()>> flush = std::make_shared<std::function<void()>>();
+  auto write = [=](const json& rec) {
+    Status s = st->metrics.append(rec);
+    if (!s.is_ok()) log_error("learner: metrics: {}", s.message());
+    self->send(a.driver, step_atom::value, rec.dump());
+  };
+  // Called when the run is done and no record is pending. (It writes its final record itself:
+  // going through `complete` would make the closures own each other and keep the actor alive.)
   auto finish = [=]() {
     if (st->finishing) return;
     st->finishing = true;
@@ -125,20 +131,15 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     json rec = {{"step", a.logic->step()}, {"version", a.logic->version()}, {"time_s", elapsed()}, {"final_eval", true}};
     evaluate([=](const json& f) mutable {
       rec.update(f);
-      Status s = st->metrics.append(rec);
-      if (!s.is_ok()) log_error("learner: metrics: {}", s.message());
-      self->send(a.driver, step_atom::value, rec.dump());
+      write(rec);
       rest();
     });
   };
   // Writes every complete record at the front, in step order; finishes when the run is done and
   // nothing is pending.
-  *flush = [=] {
+  auto flush = [=] {
     while (!st->records.empty() && st->records.begin()->second.parts == 0) {
-      const json& rec = st->records.begin()->second.rec;
-      Status s = st->metrics.append(rec);
-      if (!s.is_ok()) log_error("learner: metrics: {}", s.message());
-      self->send(a.driver, step_atom::value, rec.dump());
+      write(st->records.begin()->second.rec);
       st->records.erase(st->records.begin());
     }
     if (st->records.empty() && done()) finish();
@@ -149,7 +150,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     if (it == st->records.end()) return;
     for (auto& [k, v] : fields.items()) it->second.rec[k] = v;
     --it->second.parts;
-    (*flush)();
+    flush();
   };
   // The generators and the evaluator start from the learner's current weights (given at spawn);
   // evaluate at step 0 before the first step's record can be written.

@@ -44,6 +44,19 @@ std::vector<int> rand_tokens(Rng& r, int n, int V) {
   return t;
 }
 
+// The largest |a − ref| over two gradient buffers, and the largest |ref| (its scale).
+struct GradDiff {
+  double max_abs = 0, scale = 0;
+};
+GradDiff grad_diff(const std::vector<float>& a, const std::vector<float>& ref) {
+  GradDiff d;
+  for (size_t i = 0; i < a.size(); ++i) {
+    d.max_abs = std::max(d.max_abs, double(std::fabs(a[i] - ref[i])));
+    d.scale = std::max(d.scale, double(std::fabs(ref[i])));
+  }
+  return d;
+}
+
 struct WsDeleter {
   void operator()(Workspace* w) const { delete_workspace(w); }
 };
@@ -178,13 +191,9 @@ TEST_CASE("shared prefixes: continuations equal the unshared sequences (logp, en
     std::vector<float> gs(m.num_params(), 0.f), gf(m.num_params(), 0.f);
     m.backward(shared, *ws, cs.data(), 1.0f, gs.data());
     m.backward(flat, *wf, cf.data(), 1.0f, gf.data());
-    double mx = 0, sc = 0;
-    for (size_t i = 0; i < gs.size(); ++i) {
-      mx = std::max(mx, double(std::fabs(gs[i] - gf[i])));
-      sc = std::max(sc, double(std::fabs(gf[i])));
-    }
-    CHECK(sc > 1e-3);
-    CHECK(mx / sc < 1e-5);
+    const GradDiff g = grad_diff(gs, gf);
+    CHECK(g.scale > 1e-3);
+    CHECK(g.max_abs / g.scale < 1e-5);
     // And the check is not vacuous: dropping one prefix token changes the continuations.
     Batch off;
     const int q = off.add_prefix(std::vector<int>(p1.begin() + 1, p1.end()));
@@ -285,12 +294,8 @@ TEST_CASE("the fast backend equals the naive oracle at the model level (forward 
   CHECK(oa.aux_loss == doctest::Approx(on.aux_loss).epsilon(1e-5));
   a.backward(b, *wa, c.data(), 1.0f, ga.data());
   n.backward(b, *wn, c.data(), 1.0f, gn.data());
-  double mx = 0, sc = 0;
-  for (size_t i = 0; i < ga.size(); ++i) {
-    mx = std::max(mx, double(std::fabs(ga[i] - gn[i])));
-    sc = std::max(sc, double(std::fabs(gn[i])));
-  }
-  CHECK(mx / (1e-3 + sc) < 1e-4);
+  const GradDiff g = grad_diff(ga, gn);
+  CHECK(g.max_abs / (1e-3 + g.scale) < 1e-4);
 }
 
 TEST_CASE("lightning decode state is constant in context length; KV cache grows per token") {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -25,9 +26,11 @@ struct Run {
   std::string out;  // stdout and stderr together
 };
 
-// Runs m1rl with ARGS; OUT gets stdout, and stderr too unless stdout_only.
-Run run(const std::string& args, bool stdout_only = false) {
-  const std::string cmd = std::string(M1_BINARY) + " " + args + (stdout_only ? " 2>/dev/null" : " 2>&1");
+// Runs m1rl with ARGS; OUT gets stdout, and stderr too unless stdout_only. With timeout_s > 0 it is
+// killed after that many seconds (rc 124 or 137).
+Run run(const std::string& args, bool stdout_only = false, int timeout_s = 0) {
+  const std::string cmd = (timeout_s > 0 ? "timeout -s KILL " + std::to_string(timeout_s) + " " : std::string()) +
+                          std::string(M1_BINARY) + " " + args + (stdout_only ? " 2>/dev/null" : " 2>&1");
   Run r{0, ""};
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -202,4 +205,42 @@ TEST_CASE("m1rl bench learner --json: both step kinds timed, sharing computes fe
   CHECK(j.at("step_s").at("unshared").get<double>() > 0);
   CHECK(j.at("speedup").get<double>() > 0);
   CHECK(run("bench learner --config " + kSrc + "/configs/models/nope.json").rc != 0);
+}
+
+TEST_CASE("m1rl run stopped by run.max_seconds: records in step order, a final evaluation, a checkpoint, exit 0") {
+  // The crash test's setting with a 1 s budget and no evaluation after step 0: the run stops
+  // between evaluations, so it evaluates once more before it exits (a learner whose closures
+  // kept it alive once hung here, in the actor system's shutdown).
+  const std::string d = tmpdir("run");
+  auto cfg = read_file(kSrc + "/configs/test-crash.toml");
+  REQUIRE(cfg.is_ok());
+  std::string text = cfg.value();
+  auto set = [&](const std::string& key, const std::string& value) {
+    const size_t at = text.find("\n" + key + " = ");
+    REQUIRE(at != std::string::npos);
+    text.replace(at + 1, text.find('\n', at + 1) - at - 1, key + " = " + value);
+  };
+  set("steps", "100000");
+  set("eval_every", "100000");
+  set("seed", "5\nmax_seconds = 1");
+  set("config", "\"" + kSrc + "/configs/models/tiny.json\"");  // tests run in the build tree
+  REQUIRE(write_file(d + "/run.toml", text).is_ok());
+  Run r = run("run " + d + "/run.toml --run-dir " + d + "/r", false, 120);
+  REQUIRE_MESSAGE(r.rc == 0, r.out);
+  auto m = read_file(d + "/r/metrics.jsonl");
+  REQUIRE(m.is_ok());
+  std::vector<json> recs;
+  std::istringstream in(m.value());
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) recs.push_back(json::parse(line));
+  REQUIRE(recs.size() >= 3);  // step 0, at least one step, the final evaluation
+  const int last = int(recs.size()) - 2;
+  for (int i = 0; i <= last; ++i) CHECK(recs[size_t(i)].at("step").get<int>() == i);
+  CHECK(recs[0].contains("eval_accuracy"));
+  CHECK_FALSE(recs[size_t(last)].contains("eval_accuracy"));
+  const json& fin = recs.back();
+  CHECK(fin.at("step").get<int>() == last);
+  CHECK(fin.at("final_eval").get<bool>());
+  CHECK(fin.contains("eval_accuracy"));
+  CHECK(std::filesystem::exists(d + "/r/checkpoints/step_" + std::to_string(last)));
 }

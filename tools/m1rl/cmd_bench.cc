@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -450,13 +451,13 @@ int bench_learner(const std::string& config, int groups, int group, int prompt_l
       batch.push_back(std::move(t));
     }
   }
-  LearnerLogic* L[2];
+  std::unique_ptr<LearnerLogic> L[2];
   for (int share = 0; share < 2; ++share) {
     LearnerConfig lc;
     lc.minibatches = minibatches;
     lc.lr = 1e-5;
     lc.share_prompts = share;
-    L[share] = new LearnerLogic(m, lc);
+    L[share] = std::make_unique<LearnerLogic>(m, lc);
     L[share]->train(batch);  // warm-up (workspace sizes, moments)
   }
   std::vector<double> t[2];
@@ -468,7 +469,6 @@ int bench_learner(const std::string& config, int groups, int group, int prompt_l
       computed[share] = st.computed_tokens;
       scored = st.tokens;
     }
-  for (auto* l : L) delete l;
   const double unshared = median(t[0]), shared = median(t[1]);
   if (as_json) {
     json j;
