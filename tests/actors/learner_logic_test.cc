@@ -196,6 +196,12 @@ TEST_CASE("learner: sharing a group's prompt changes the work, not the update") 
     MESSAGE("computed tokens: " << st[0].computed_tokens << " unshared, " << st[1].computed_tokens << " shared");
     CHECK(st[1].tokens == st[0].tokens);
     CHECK(st[1].computed_tokens < st[0].computed_tokens);
+    // Minibatches hold whole groups: each prompt (less its last token) is computed once per step,
+    // and each sample from the prompt's last token on.
+    int whole = 0;
+    for (size_t i = 0; i < batch.size(); ++i)
+      whole += int(batch[i].tokens.size()) + 1 + (i % 4 == 0 ? int(batch[i].prompt.size()) - 1 : 0);
+    CHECK(st[1].computed_tokens == whole);
     CHECK(st[1].objective == doctest::Approx(st[0].objective).epsilon(1e-5));
     CHECK(st[1].ratio_mean == doctest::Approx(st[0].ratio_mean).epsilon(1e-5));
     CHECK(st[1].entropy_mean == doctest::Approx(st[0].entropy_mean).epsilon(1e-5));
