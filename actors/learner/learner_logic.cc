@@ -57,6 +57,29 @@ double sum_squares(const std::vector<float>& x) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
+// Deals a batch into K minibatches: whole groups (a group's samples then share their prompt's
+// computation) when there are at least K groups, else single rollouts; in a shuffled order.
+std::vector<std::vector<const TrainRollout*>> deal_minibatches(const std::vector<TrainRollout>& batch, int K,
+                                                               Rng& rng) {
+  std::vector<std::vector<const TrainRollout*>> units;  // a group, or a rollout
+  std::map<uint64_t, size_t> unit_of;
+  for (const TrainRollout& r : batch) {
+    auto [it, fresh] = unit_of.try_emplace(r.group_id, units.size());
+    if (fresh) units.emplace_back();
+    units[it->second].push_back(&r);
+  }
+  if (int(units.size()) < K) {
+    units.clear();
+    for (const TrainRollout& r : batch) units.push_back({&r});
+  }
+  for (size_t i = units.size(); i > 1; --i) std::swap(units[i - 1], units[rng.below(i)]);
+  std::vector<std::vector<const TrainRollout*>> mbs(static_cast<size_t>(K));
+  for (size_t k = 0; k < mbs.size(); ++k)  // units [U·k/K, U·(k+1)/K)
+    for (size_t u = units.size() * k / mbs.size(); u < units.size() * (k + 1) / mbs.size(); ++u)
+      mbs[k].insert(mbs[k].end(), units[u].begin(), units[u].end());
+  return mbs;
+}
+
 // True when every token of r was sampled by weights version v.
 bool wholly_of(const TrainRollout& r, uint64_t v) {
   if (r.versions.empty()) return false;
@@ -98,29 +121,8 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
   const auto t0 = std::chrono::steady_clock::now();
   LearnerStats st;
   st.rollouts = int(batch.size());
-  // Minibatches hold whole groups (a group's samples share their prompt's computation) when there
-  // are at least K groups; otherwise single rollouts are dealt out. Both orders are shuffled.
   const int K = std::max(1, std::min<int>(cfg_.minibatches, int(batch.size())));
-  std::vector<uint64_t> groups;
-  for (const auto& r : batch)
-    if (std::find(groups.begin(), groups.end(), r.group_id) == groups.end()) groups.push_back(r.group_id);
-  const bool by_group = int(groups.size()) >= K;
-  std::vector<size_t> order(by_group ? groups.size() : batch.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng_.below(i)]);
-  std::vector<size_t> rollout_order, cut(size_t(K) + 1, 0);  // minibatch k = rollout_order[cut[k], cut[k+1])
-  for (int k = 0; k < K; ++k) {
-    const size_t o0 = order.size() * size_t(k) / size_t(K), o1 = order.size() * size_t(k + 1) / size_t(K);
-    for (size_t oi = o0; oi < o1; ++oi) {
-      if (!by_group) {
-        rollout_order.push_back(order[oi]);
-        continue;
-      }
-      for (size_t i = 0; i < batch.size(); ++i)
-        if (batch[i].group_id == groups[order[oi]]) rollout_order.push_back(i);
-    }
-    cut[size_t(k) + 1] = rollout_order.size();
-  }
+  const std::vector<std::vector<const TrainRollout*>> minibatches = deal_minibatches(batch, K, rng_);
   std::vector<double> pb, pl;  // probabilities for the correlation
   uint64_t oldest = UINT64_MAX;
   for (const auto& r : batch)
@@ -141,8 +143,7 @@ LearnerStats LearnerLogic::train(const std::vector<TrainRollout>& batch) {
     std::vector<int> rows, seq;
     std::vector<float> blp, adv;
     std::vector<bool> same_version;
-    std::vector<const TrainRollout*> mb;
-    for (size_t oi = cut[size_t(k)]; oi < cut[size_t(k) + 1]; ++oi) mb.push_back(&batch[rollout_order[oi]]);
+    const std::vector<const TrainRollout*>& mb = minibatches[size_t(k)];
     pack_rollouts(mb, cfg_.share_prompts, &b, &rows, &blp);
     const int S = int(mb.size());
     for (int i = 0; i < S; ++i) {
