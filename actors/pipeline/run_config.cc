@@ -58,6 +58,7 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   M1_ASSIGN_OR_RETURN(c.top_p, t.get_double("sampler.top_p", 1.0, 1e-6, 1.0));
   M1_ASSIGN_OR_RETURN(int64_t mx, t.get_int("sampler.max_new", 16, 1, 1 << 20));
   M1_ASSIGN_OR_RETURN(int64_t oc, t.get_int("sampler.overlong_cache", 0, 0, 1 << 20));
+  M1_ASSIGN_OR_RETURN(c.format_penalty, t.get_double("sampler.format_penalty", 0, 0, 100));
   M1_ASSIGN_OR_RETURN(c.std_normalize, t.get_bool("sampler.std_normalize", true));
   M1_ASSIGN_OR_RETURN(c.oversample, t.get_double("sampler.oversample", 1.0, 1.0, 16.0));
   M1_ASSIGN_OR_RETURN(int64_t la, t.get_int("sampler.lookahead", 1000, 0, 1000));

@@ -120,6 +120,7 @@ SamplerOptions make_options(const RunConfig& c, uint64_t incarnation, uint64_t s
   o.advantage.divide_by_std = c.std_normalize;
   o.overlong.enabled = c.overlong_cache > 0;  // L_max = the group's max_new
   o.overlong.l_cache = c.overlong_cache;
+  o.format_penalty = c.format_penalty;
   o.seed = c.seed * 1000003ull + incarnation;
   // ids: incarnation in the high bits, so ids never repeat across restarts
   o.first_group_id = (incarnation << 40) + 1;

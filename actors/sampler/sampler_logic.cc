@@ -23,6 +23,8 @@ Status SamplerOptions::validate() const {
   if (first_group_id < 1 || first_request_id < 1)
     return Status::error("sampler: first_group_id and first_request_id must be >= 1");
   M1_RETURN_IF_ERROR(overlong.validate().with_context("sampler"));
+  if (!std::isfinite(format_penalty) || format_penalty < 0)
+    return Status::errorf("sampler: format_penalty {} must be finite and >= 0", format_penalty);
   return Status::ok();
 }
 
@@ -155,7 +157,8 @@ GroupUpdate DynamicSampler::complete(Group& g) {
     ScoredRollout s;
     s.judged = std::move(*j);
     s.overlong = overlong_penalty(options_.overlong, s.judged.tokens, c.max_new);
-    s.reward = s.judged.reward + s.overlong;
+    s.format = -options_.format_penalty * (1.0 - std::clamp(s.judged.format_reward, 0.0, 1.0));
+    s.reward = s.judged.reward + s.overlong + s.format;
     rewards.push_back(s.reward);
     lengths.push_back(s.judged.tokens);
     tokens += uint64_t(s.judged.tokens);

@@ -7,7 +7,8 @@
 //                    step) and opens a group of G rollout requests for each, with max_new from
 //                    the staged length windows, while admission allows (below);
 //   on_judged()      records one rollout's verdict; when all G of a group are recorded the group
-//                    completes: R_i = judge reward + soft overlong penalty (if enabled); a group
+//                    completes: R_i = judge reward + soft overlong penalty (if enabled)
+//                    − format_penalty·(1 − format reward); a group
 //                    whose R are all equal is dropped (dynamic sampling) and its tokens counted as
 //                    wasted; otherwise A_i = GRPO advantage of R_i and the group is accepted (the
 //                    actor sends it to replay);
@@ -72,6 +73,10 @@ struct SamplerOptions {
   uint64_t lookahead = UINT64_MAX;
   AdvantageOptions advantage;
   OverlongOptions overlong;
+  // Subtracted from R when a response's answer markup is malformed (format_reward 0), e.g. text
+  // after "</answer>": without it a policy that never stops after its answer keeps full reward.
+  // Finite, ≥ 0; 0 = the judge's reward alone.
+  double format_penalty = 0;
   uint64_t seed = 0;
   uint64_t first_group_id = 1;    // ≥ 1; a resumed run passes its next unused id
   uint64_t first_request_id = 1;  // ≥ 1; likewise
@@ -117,7 +122,8 @@ struct JudgedRollout {
 struct ScoredRollout {
   JudgedRollout judged;
   double overlong = 0;   // soft overlong penalty added to the reward (≤ 0)
-  double reward = 0;     // R = judged.reward + overlong: what the advantages use
+  double format = 0;     // −format_penalty·(1 − judged.format_reward) (≤ 0)
+  double reward = 0;     // R = judged.reward + overlong + format: what the advantages use
   double advantage = 0;  // GRPO advantage (0 in a dropped group)
 };
 

@@ -496,6 +496,37 @@ TEST_CASE("sampler: soft overlong shaping enters R and breaks ties") {
   CHECK(c.rollouts[2].advantage < 0);
 }
 
+TEST_CASE("sampler: the format penalty enters R for malformed markup only") {
+  SamplerOptions o;
+  o.group_size = 3;
+  o.batch_groups = 1;
+  o.format_penalty = 1.0;
+  DynamicSampler s = make_sampler(o);
+  const IssuedGroup g = s.issue()->at(0);
+  // All three correct; the second wrote past its answer block (format reward 0), as a policy
+  // that stops emitting the end token does: its R falls to 0 and the group carries signal.
+  std::vector<JudgedRollout> js = {judged(0, 1), judged(1, 1), judged(2, 1)};
+  js[0].format_reward = 1;
+  js[1].format_reward = 0;
+  js[2].format_reward = 1;
+  CHECK(s.on_judged(g.group_id, js[0])->fate == GroupFate::kPending);
+  CHECK(s.on_judged(g.group_id, js[1])->fate == GroupFate::kPending);
+  Result<GroupUpdate> u = s.on_judged(g.group_id, js[2]);
+  REQUIRE(u.is_ok());
+  CHECK(u->fate == GroupFate::kAccepted);
+  const CompletedGroup& c = *u->group;
+  CHECK(c.rollouts[0].format == 0);
+  CHECK(c.rollouts[1].format == doctest::Approx(-1));
+  CHECK(c.rollouts[1].reward == doctest::Approx(0));
+  CHECK(c.rollouts[1].judged.reward == 1);
+  CHECK(c.rollouts[1].advantage < 0);
+  CHECK(c.rollouts[0].advantage > 0);
+  o.format_penalty = -0.5;
+  CHECK_FALSE(o.validate().is_ok());
+  o.format_penalty = std::nan("");
+  CHECK_FALSE(o.validate().is_ok());
+}
+
 TEST_CASE("sampler: length windows advance from completed groups") {
   LengthWindowOptions w;
   w.windows = {16, 24, 32};

@@ -39,6 +39,7 @@ TEST_CASE("bad run configs give an error naming the file and the key") {
       {kOk + "[run]\nmax_staleness = -1\n", "run"},
       {"[run]\ndir = \"x\"\n", "model.config"},
       {kOk + "[sampler]\nmax_new = 8\noverlong_cache = 8\n", "sampler.overlong_cache"},
+      {kOk + "[sampler]\nformat_penalty = -1\n", "sampler.format_penalty"},
       {kOk + "[sampler]\nmax_difficulty = 3\nstart_max_difficulty = 4\n", "sampler.start_max_difficulty"},
       {kOk + "[sampler]\ndifficulty_ramp_steps = -5\n", "sampler.difficulty_ramp_steps"},
       {kOk + "[sampler]\noversample = 0.5\n", "sampler.oversample"},
