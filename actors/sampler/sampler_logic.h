@@ -75,7 +75,8 @@ struct SamplerOptions {
   OverlongOptions overlong;
   // Subtracted from R when a response's answer markup is malformed (format_reward 0), e.g. text
   // after "</answer>": without it a policy that never stops after its answer keeps full reward.
-  // Finite, ≥ 0; 0 = the judge's reward alone.
+  // The judges' format reward is model/tasks.h check_format, under which a \boxed-only answer
+  // to a JSONL math prompt is malformed too. Finite, ≥ 0; 0 = the judge's reward alone.
   double format_penalty = 0;
   uint64_t seed = 0;
   uint64_t first_group_id = 1;    // ≥ 1; a resumed run passes its next unused id

@@ -37,23 +37,24 @@ DynamicSampler make_sampler(SamplerOptions o, LengthWindows w = LengthWindows::f
   return std::move(s).value();
 }
 
-JudgedRollout judged(uint32_t index, double reward, int64_t tokens = 10) {
+JudgedRollout judged(uint32_t index, double reward, int64_t tokens = 10, double format_reward = 1) {
   JudgedRollout r;
   r.index = index;
   r.rollout_id = 1000 + index;
   r.reward = reward;
-  r.format_reward = 1;
+  r.format_reward = format_reward;
   r.tokens = tokens;
   r.reason = reward > 0 ? "correct" : "wrong";
   return r;
 }
 
-// Judges every rollout of g with rewards[i]; returns the last update.
+// Judges every rollout of g with rewards[i] (and format rewards formats[i], default 1); returns the
+// last update.
 GroupUpdate judge_all(DynamicSampler& s, const IssuedGroup& g, const std::vector<double>& rewards,
-                      int64_t tokens = 10) {
+                      int64_t tokens = 10, const std::vector<double>& formats = {}) {
   GroupUpdate last;
   for (uint32_t i = 0; i < g.rollouts.size(); ++i) {
-    Result<GroupUpdate> u = s.on_judged(g.group_id, judged(i, rewards[i], tokens));
+    Result<GroupUpdate> u = s.on_judged(g.group_id, judged(i, rewards[i], tokens, formats.empty() ? 1 : formats[i]));
     REQUIRE(u.is_ok());
     if (i + 1 < g.rollouts.size()) CHECK(u->fate == GroupFate::kPending);
     last = std::move(u).value();
@@ -505,16 +506,9 @@ TEST_CASE("sampler: the format penalty enters R for malformed markup only") {
   const IssuedGroup g = s.issue()->at(0);
   // All three correct; the second wrote past its answer block (format reward 0), as a policy
   // that stops emitting the end token does: its R falls to 0 and the group carries signal.
-  std::vector<JudgedRollout> js = {judged(0, 1), judged(1, 1), judged(2, 1)};
-  js[0].format_reward = 1;
-  js[1].format_reward = 0;
-  js[2].format_reward = 1;
-  CHECK(s.on_judged(g.group_id, js[0])->fate == GroupFate::kPending);
-  CHECK(s.on_judged(g.group_id, js[1])->fate == GroupFate::kPending);
-  Result<GroupUpdate> u = s.on_judged(g.group_id, js[2]);
-  REQUIRE(u.is_ok());
-  CHECK(u->fate == GroupFate::kAccepted);
-  const CompletedGroup& c = *u->group;
+  const GroupUpdate u = judge_all(s, g, {1, 1, 1}, 10, {1, 0, 1});
+  CHECK(u.fate == GroupFate::kAccepted);
+  const CompletedGroup& c = *u.group;
   CHECK(c.rollouts[0].format == 0);
   CHECK(c.rollouts[1].format == doctest::Approx(-1));
   CHECK(c.rollouts[1].reward == doctest::Approx(0));

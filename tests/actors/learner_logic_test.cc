@@ -199,8 +199,10 @@ TEST_CASE("learner: sharing a group's prompt changes the work, not the update") 
     // Minibatches hold whole groups: each prompt (less its last token) is computed once per step,
     // and each sample from the prompt's last token on.
     int whole = 0;
-    for (size_t i = 0; i < batch.size(); ++i)
-      whole += int(batch[i].tokens.size()) + 1 + (i % 4 == 0 ? int(batch[i].prompt.size()) - 1 : 0);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const bool group_start = i == 0 || batch[i].group_id != batch[i - 1].group_id;
+      whole += int(batch[i].tokens.size()) + 1 + (group_start ? int(batch[i].prompt.size()) - 1 : 0);
+    }
     CHECK(st[1].computed_tokens == whole);
     CHECK(st[1].objective == doctest::Approx(st[0].objective).epsilon(1e-5));
     CHECK(st[1].ratio_mean == doctest::Approx(st[0].ratio_mean).epsilon(1e-5));
