@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
+#include "base/stop.h"
 #include "base/log.h"
 #include "base/rng.h"
 #include "model/checkpoint.h"
@@ -92,8 +93,8 @@ Result<SftConfig> load_sft_config(const std::string& path) {
   M1_ASSIGN_OR_RETURN(TomlConfig t, TomlConfig::load(path));
   SftConfig c;
   c.source = path;
-  M1_ASSIGN_OR_RETURN(c.model_config, t.get_string("model.config", ""));
-  M1_ASSIGN_OR_RETURN(c.init_from, t.get_string("model.init_from", ""));
+  M1_ASSIGN_OR_RETURN(c.model_config, t.get_path("model.config"));
+  M1_ASSIGN_OR_RETURN(c.init_from, t.get_path("model.init_from"));
   if (c.model_config.empty() == c.init_from.empty())
     return Status::errorf("{}: key 'model.config' or 'model.init_from': exactly one must be given", path);
   M1_ASSIGN_OR_RETURN(int64_t seed, t.get_int("model.seed", 1, 0, INT64_MAX));
@@ -125,13 +126,14 @@ Result<SftConfig> load_sft_config(const std::string& path) {
   c.eval_every = int(ev);
   c.eval_examples = int(evn);
   c.max_new = int(mx);
-  M1_ASSIGN_OR_RETURN(c.out_dir, t.get_string("output.dir", "", true));
-  for (auto& k : t.unused_keys()) log_warn("{}: unknown key '{}' ignored", path, k);
+  M1_ASSIGN_OR_RETURN(c.out_dir, t.get_path("output.dir", true));
+  M1_RETURN_IF_ERROR(t.check_unknown());
   return c;
 }
 
 EvalResult evaluate_tasks(const Model& m, const Tokenizer& tok, const std::vector<std::string>& tasks, int min_d,
                           int max_d, int n, uint64_t seed, int max_new) {
+  if (tasks.empty() || n <= 0) return EvalResult{};  // nothing to evaluate on
   TaskStream stream(tasks, min_d, max_d, seed ^ kEvalSeedSalt);
   std::vector<TaskExample> ex;
   std::vector<GenRequest> reqs;
@@ -211,7 +213,24 @@ Status run_sft(const SftConfig& c, SftReport* report) {
   std::string metrics;
   const auto t_start = std::chrono::steady_clock::now();
   int64_t tokens_trained = 0;
+  // Writes the metrics not yet on disk, then the checkpoint that covers them.
+  auto checkpoint = [&]() -> Status {
+    std::string prev;
+    auto r = read_file(path_join(c.out_dir, "metrics.jsonl"));
+    if (r.is_ok()) prev = r.value();
+    M1_RETURN_IF_ERROR(write_file_atomic(path_join(c.out_dir, "metrics.jsonl"), prev + metrics));
+    metrics.clear();
+    M1_RETURN_IF_ERROR(save_checkpoint(ckroot, step, *model, mom, var, data.rng(), examples));
+    return prune_checkpoints(ckroot, c.keep_checkpoints);
+  };
+  int64_t checkpointed = step;
   while (step < c.steps) {
+    if (stop_requested()) {  // Ctrl-C: checkpoint what was trained, then return
+      if (step > checkpointed) M1_RETURN_IF_ERROR(checkpoint());
+      report->interrupted = true;
+      if (!c.quiet) log_info("sft: stopped at step {} (checkpoint written)", step);
+      break;
+    }
     Batch b;
     int64_t nresp = 0;
     int skipped = 0;
@@ -274,16 +293,8 @@ Status run_sft(const SftConfig& c, SftReport* report) {
                mj.contains("eval_accuracy") ? fmt::format(" held-out acc {:.3f}", mj["eval_accuracy"].get<double>())
                                             : std::string());
     if (step % c.checkpoint_every == 0 || step == c.steps) {
-      // metrics first (appended), then the checkpoint that covers them
-      {
-        std::string prev;
-        auto r = read_file(path_join(c.out_dir, "metrics.jsonl"));
-        if (r.is_ok()) prev = r.value();
-        M1_RETURN_IF_ERROR(write_file_atomic(path_join(c.out_dir, "metrics.jsonl"), prev + metrics));
-        metrics.clear();
-      }
-      M1_RETURN_IF_ERROR(save_checkpoint(ckroot, step, *model, mom, var, data.rng(), examples));
-      M1_RETURN_IF_ERROR(prune_checkpoints(ckroot, c.keep_checkpoints));
+      M1_RETURN_IF_ERROR(checkpoint());
+      checkpointed = step;
     }
   }
   delete_workspace(ws);

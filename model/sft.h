@@ -3,6 +3,8 @@
 // writes atomic checkpoints (weights, optimizer moments, RNG, data cursor) under
 // OUT/checkpoints/step_N, resumes from the newest complete one, and evaluates held-out accuracy
 // by greedy decoding and the rule verifiers. The held-out prompts never appear in training.
+// SIGINT/SIGTERM (base/stop.h, when the caller installed the handlers) stop the loop between
+// steps after a checkpoint of the steps trained so far.
 // Not thread safe (uses the global kernel thread pool).
 #pragma once
 
@@ -45,6 +47,7 @@ struct SftReport {
   double eval_before = -1, eval_after = -1;  // held-out accuracy (−1: not measured)
   double tokens_per_s = 0;
   std::string final_dir;                     // the last checkpoint's directory
+  bool interrupted = false;                  // stopped by SIGINT/SIGTERM (base/stop.h), checkpointed
 };
 
 Status run_sft(const SftConfig& cfg, SftReport* report);

@@ -1,6 +1,8 @@
 #include "model/toml_config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "base/file.h"
 
@@ -88,6 +90,78 @@ Result<std::vector<std::string>> TomlConfig::get_strings(const std::string& key,
   return out;
 }
 
+Result<std::string> TomlConfig::get_path(const std::string& key, bool required) {
+  M1_ASSIGN_OR_RETURN(std::string p, get_string(key, "", required));
+  if (p.empty()) {
+    if (required) return Status::errorf("{}: key '{}': expected a non-empty path", source_, key);
+    return p;
+  }
+  if (p[0] == '/') return p;
+  const std::string dir = parent_dir(source_);
+  return dir.empty() || dir == "." ? p : path_join(dir, p);
+}
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate nearest to `name`, when it is near enough to be a typo ("" otherwise).
+std::string nearest(const std::string& name, const std::set<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, name.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(name, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best;
+}
+
+}  // namespace
+
+Status TomlConfig::check_unknown() const {
+  std::set<std::string> sections;
+  for (const auto& k : used_) {
+    const size_t dot = k.find('.');
+    if (dot != std::string::npos) sections.insert(k.substr(0, dot));
+  }
+  std::vector<std::string> problems;
+  std::set<std::string> reported_sections;
+  for (const auto& k : unused_keys()) {
+    const size_t dot = k.find('.');
+    const std::string sec = dot == std::string::npos ? "" : k.substr(0, dot);
+    if (!sec.empty() && !sections.count(sec)) {
+      if (!reported_sections.insert(sec).second) continue;
+      const std::string near = nearest(sec, sections);
+      problems.push_back(fmt::format("unknown section '[{}]'{}", sec,
+                                     near.empty() ? "" : fmt::format(" (did you mean '[{}]'?)", near)));
+      continue;
+    }
+    const std::string near = nearest(k, used_);
+    problems.push_back(
+        fmt::format("unknown key '{}'{}", k, near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+  }
+  if (problems.empty()) return Status::ok();
+  std::string msg = source_ + ": ";
+  for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
+  std::vector<std::string> secs(sections.begin(), sections.end());
+  std::string known;
+  for (const auto& s : secs) known += (known.empty() ? "" : ", ") + ("[" + s + "]");
+  return Status::error(msg + " (known sections: " + known + ")");
+}
+
 std::vector<std::string> TomlConfig::unused_keys() const {
   std::vector<std::string> out;
   for (const auto& [k, v] : root_) {
@@ -99,6 +173,28 @@ std::vector<std::string> TomlConfig::unused_keys() const {
       }
     } else if (!used_.count(top)) {
       out.push_back(top);
+    }
+  }
+  return out;
+}
+
+}  // namespace m1
+
+namespace m1 {
+
+std::vector<std::pair<std::string, std::string>> TomlConfig::flat_values() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto text = [](const toml::node& n) {
+    std::ostringstream os;
+    n.visit([&](const auto& v) { os << v; });
+    return os.str();
+  };
+  for (const auto& [k, v] : root_) {
+    const std::string top(k.str());
+    if (const toml::table* t = v.as_table()) {
+      for (const auto& [k2, v2] : *t) out.emplace_back(top + "." + std::string(k2.str()), text(v2));
+    } else {
+      out.emplace_back(top, text(v));
     }
   }
   return out;

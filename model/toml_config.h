@@ -1,7 +1,9 @@
 // Reading TOML run configs with errors that name the file and the key. Keys are dotted paths
 // ("train.steps"). A missing optional key gives its default; a present key of the wrong type or
-// out of range is an error; keys nobody read are reported by unused_keys() so callers can warn.
-// Not thread safe.
+// out of range (NaN and infinities included) is an error. Paths (get_path) are relative to the
+// config file's folder, so a config and the files it names can be copied together. After every
+// key has been asked for, check_unknown() turns keys and sections nobody asked for into an error
+// with "did you mean" for near misses. Not thread safe.
 #pragma once
 
 #include <set>
@@ -26,8 +28,15 @@ class TomlConfig {
   Result<double> get_double(const std::string& key, double def, double lo, double hi);
   Result<bool> get_bool(const std::string& key, bool def);
   Result<std::vector<std::string>> get_strings(const std::string& key, const std::vector<std::string>& def);
+  // A path: absolute as written, relative ones resolved against the config file's folder; "" when
+  // absent (or required: an error).
+  Result<std::string> get_path(const std::string& key, bool required = false);
   // Keys present in the file that no get_* asked for (dotted).
   std::vector<std::string> unused_keys() const;
+  // Every key (dotted, two levels) with its value written as TOML, in the file's order.
+  std::vector<std::pair<std::string, std::string>> flat_values() const;
+  // Error naming every unknown key and section (with the nearest known name when it is close).
+  Status check_unknown() const;
 
  private:
   toml::node_view<const toml::node> at(const std::string& key) const;

@@ -267,6 +267,7 @@ std::string ProgressLine::format(const json& r) {
   std::vector<std::string> parts;
   if (auto v = number(r, k::kStep)) parts.push_back(fmt::format("step {:.0f}", *v));
   if (auto v = number(r, k::kRewardMean)) parts.push_back(fmt::format("reward {:.3f}", *v));
+  if (auto v = number(r, k::kRewardShapedMean)) parts.push_back(fmt::format("reward_shaped {:.3f}", *v));
   if (auto v = number(r, k::kEvalAccuracy)) parts.push_back(fmt::format("acc {:.1f}%", *v * 100));
   if (auto v = number(r, k::kGenTokensPerS)) parts.push_back(fmt::format("gen {} tok/s", human_rate(*v)));
   if (auto v = number(r, k::kTrainTokensPerS))
@@ -276,7 +277,7 @@ std::string ProgressLine::format(const json& r) {
   if (smean && smax) parts.push_back(fmt::format("stale {:.1f} (max {:.0f})", *smean, *smax));
   else if (smean) parts.push_back(fmt::format("stale {:.1f}", *smean));
   else if (smax) parts.push_back(fmt::format("stale max {:.0f}", *smax));
-  if (auto v = number(r, k::kDroppedFraction)) parts.push_back(fmt::format("dropped {:.1f}%", *v * 100));
+  if (auto v = number(r, k::kDroppedFraction)) parts.push_back(fmt::format("dropped_before_replay {:.1f}%", *v * 100));
   if (auto v = number(r, k::kStepTime)) parts.push_back(fmt::format("{:.1f} s/step", *v));
   std::string out;
   for (size_t i = 0; i < parts.size(); ++i) {

@@ -33,7 +33,13 @@ namespace metric_keys {
 inline constexpr const char* kStep = "step";                    // learner step (integer, >= 0)
 inline constexpr const char* kTime = "time_s";                  // seconds since the run first started
 inline constexpr const char* kStepTime = "step_time_s";         // seconds this step took
-inline constexpr const char* kRewardMean = "reward_mean";       // over all responses of the step
+inline constexpr const char* kRewardMean = "reward_mean";       // the judges' reward over all
+                                                                // responses of the step (no
+                                                                // overlong or format penalty)
+inline constexpr const char* kRewardShapedMean = "reward_shaped_mean";  // the shaped reward R
+                                                                // (judge + overlong + format
+                                                                // penalty): what advantages use
+                                                                // and replay stores
 inline constexpr const char* kRewardStd = "reward_std";
 inline constexpr const char* kRewardByTask = "reward_by_task";  // {"<task>": mean} or
                                                                 // {"<task>": {"mean": x, "std": y}}
@@ -47,8 +53,13 @@ inline constexpr const char* kEvalAccuracy = "eval_accuracy";   // held-out accu
 inline constexpr const char* kLengthMean = "length_mean";       // response length, tokens
 inline constexpr const char* kLengthP99 = "length_p99";         // 99th percentile, tokens
 inline constexpr const char* kFinishReasons = "finish_reasons";  // {"stop": n, "length": n, ...}
-inline constexpr const char* kDroppedFraction = "dropped_fraction";  // groups dropped by dynamic
-                                                                     // sampling / groups, [0, 1]
+inline constexpr const char* kDroppedFraction = "dropped_fraction";  // groups the sampler dropped
+                                                                     // before replay (zero variance,
+                                                                     // dead letters) / groups, [0, 1];
+                                                                     // never stored, so not in
+                                                                     // `m1rl replay stats`, whose
+                                                                     // dropped_in_replay counts
+                                                                     // stored groups dropped later
 inline constexpr const char* kIsRatioMean = "is_ratio_mean";    // IS ratio r = pi_train / pi_infer
 inline constexpr const char* kIsRatioMax = "is_ratio_max";
 inline constexpr const char* kIsClipFraction = "is_clip_fraction";  // tokens with r clipped, [0, 1]

@@ -86,6 +86,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
   // not load that version's weights or did not answer.
   auto evaluate = [=](std::function<void(const json&)> k) {
     st->last_eval_step = a.logic->step();
+    if (a.cfg.tasks.empty()) return k(json::object());  // only the user's prompts: no held-out set
     st->eval_in_flight = true;
     auto fields = [](const std::vector<double>& r) {
       if (r.size() == 2 && std::isfinite(r[0])) return json{{"eval_accuracy", r[0]}, {"eval_s", r[1]}};

@@ -12,9 +12,11 @@
 #include "actors/metrics/metrics_log.h"
 #include "actors/metrics/plots.h"
 #include "actors/pipeline/actors.h"
+#include "actors/pipeline/run_fingerprint.h"
 #include "base/clock.h"
 #include "base/file.h"
 #include "base/log.h"
+#include "base/stop.h"
 #include "kernels/kernels.h"
 #include "model/checkpoint.h"
 #include "model/tokenizer.h"
@@ -24,9 +26,6 @@ namespace m1 {
 using json = nlohmann::json;
 
 namespace {
-
-std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
 
 // The run's incarnation: 1 + the previous one, durable before any actor starts.
 Result<uint64_t> next_incarnation(const std::string& run_dir) {
@@ -46,7 +45,7 @@ Result<uint64_t> next_incarnation(const std::string& run_dir) {
 }
 
 // The SFT model the RL stage starts from: sft.checkpoint, else RUN/sft's newest checkpoint,
-// else the SFT stage is run now.
+// else the SFT stage is run now. "" when a stop signal ended the SFT stage (after its checkpoint).
 Result<std::string> sft_model(const RunConfig& c) {
   if (!c.sft_checkpoint.empty()) return c.sft_checkpoint;
   SftConfig s = c.sft;
@@ -56,6 +55,7 @@ Result<std::string> sft_model(const RunConfig& c) {
   s.quiet = c.quiet;
   SftReport rep;
   M1_RETURN_IF_ERROR(run_sft(s, &rep));
+  if (rep.interrupted) return std::string();
   ck = latest_checkpoint(path_join(s.out_dir, "checkpoints"));
   if (ck.step < 0) return Status::errorf("{}: the SFT stage left no checkpoint", s.out_dir);
   return ck.dir;
@@ -63,20 +63,26 @@ Result<std::string> sft_model(const RunConfig& c) {
 
 }  // namespace
 
-void install_stop_handlers() {
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-}
-
 Status run_pipeline(const RunConfig& c, RunReport* report) {
   const auto t_start = std::chrono::steady_clock::now();
+  // A run directory is resumed only with the model and data it was started with.
+  M1_ASSIGN_OR_RETURN(RunFingerprint fingerprint, fingerprint_of(c));
+  M1_ASSIGN_OR_RETURN(ConfigChange change, compare_with_run(c, fingerprint));
+  if (!change.identity.empty() && !c.allow_config_change)
+    return Status::errorf("{}: the run directory was started with another config: {}. Resume with the original "
+                          "config, use another run.dir (or --run-dir), or pass --allow-config-change to go on "
+                          "(the change is recorded in events.log)",
+                          c.run_dir, change.describe());
+  if (!change.empty()) log_warn("run: config changed since the last start of {}: {}", c.run_dir, change.describe());
   M1_RETURN_IF_ERROR(make_dirs(c.run_dir));
-  {
-    M1_ASSIGN_OR_RETURN(std::string text, read_file(c.source));
-    M1_RETURN_IF_ERROR(write_file_atomic(path_join(c.run_dir, "config.toml"), text));
-  }
+  M1_RETURN_IF_ERROR(record_run_config(c, fingerprint));
   M1_ASSIGN_OR_RETURN(uint64_t incarnation, next_incarnation(c.run_dir));
   M1_ASSIGN_OR_RETURN(std::string sft_dir, sft_model(c));
+  if (sft_dir.empty()) {  // stopped during the SFT stage, which checkpointed
+    report->interrupted = true;
+    report->seconds = seconds_since(t_start);
+    return Status::ok();
+  }
   set_num_threads(c.kernel_threads);  // after the SFT stage, which sizes its own pool
 
   // Learner: from the newest RL checkpoint, else the SFT model.
@@ -138,6 +144,10 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     }
     if (previous && max_seen >= learner->version()) learner->advance_version_to(max_seen + 1);
     M1_RETURN_IF_ERROR(events->open(ep));
+    if (!change.empty())
+      M1_RETURN_IF_ERROR(events->append(fmt::format("config change incarnation {}{}: {}", incarnation,
+                                                    change.identity.empty() ? "" : " (--allow-config-change)",
+                                                    change.describe())));
     M1_RETURN_IF_ERROR(events->append(fmt::format("start incarnation {} step {} version {}", incarnation,
                                                   learner->step(), learner->version())));
   }
@@ -212,7 +222,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
             report->end_step = step;
           },
           caf::after(std::chrono::milliseconds(200)) >> [&] {
-            if (g_stop && !halted) {
+            if (stop_requested() && !halted) {
               halted = true;
               report->interrupted = true;
               log_info("run: stopping: checkpoint, then exit");

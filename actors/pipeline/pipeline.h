@@ -3,7 +3,7 @@
 // exchange only FlatBuffers messages (messages/*.fbs, verified by messages/codec.h on receipt),
 // so the same actors can later run across processes. Starts from an SFT checkpoint (running the
 // SFT stage first when needed), resumes from the newest learner checkpoint after a crash, stops
-// cleanly (with a checkpoint) on SIGINT/SIGTERM, and leaves metrics.jsonl, plots and a summary in
+// cleanly (with a checkpoint) on SIGINT/SIGTERM (base/stop.h; in the SFT stage too), and leaves metrics.jsonl, plots and a summary in
 // the run directory.
 #pragma once
 
@@ -20,8 +20,5 @@ struct RunReport {
 };
 
 Status run_pipeline(const RunConfig& cfg, RunReport* report);
-
-// Installs SIGINT/SIGTERM handlers that ask a running pipeline to stop with a checkpoint.
-void install_stop_handlers();
 
 }  // namespace m1

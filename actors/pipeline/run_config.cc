@@ -1,7 +1,9 @@
 #include "actors/pipeline/run_config.h"
 
+#include "actors/sampler/prompt_source.h"
 #include "base/file.h"
 #include "base/log.h"
+#include "model/config.h"
 #include "model/tasks.h"
 #include "model/toml_config.h"
 
@@ -11,7 +13,7 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   M1_ASSIGN_OR_RETURN(TomlConfig t, TomlConfig::load(path));
   RunConfig c;
   c.source = path;
-  M1_ASSIGN_OR_RETURN(c.run_dir, t.get_string("run.dir", ""));
+  M1_ASSIGN_OR_RETURN(c.run_dir, t.get_path("run.dir"));
   if (!run_dir_override.empty()) c.run_dir = run_dir_override;
   if (c.run_dir.empty()) return Status::errorf("{}: key 'run.dir': missing (or pass --run-dir)", path);
   M1_ASSIGN_OR_RETURN(int64_t seed, t.get_int("run.seed", 1, 0, INT64_MAX));
@@ -31,15 +33,21 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   c.eval_every = int(ev);
   c.eval_examples = int(evn);
   c.threads = int(th);
-  M1_ASSIGN_OR_RETURN(c.model_config, t.get_string("model.config", ""));
-  M1_ASSIGN_OR_RETURN(c.sft_checkpoint, t.get_string("sft.checkpoint", ""));
+  M1_ASSIGN_OR_RETURN(c.model_config, t.get_path("model.config"));
+  M1_ASSIGN_OR_RETURN(c.sft_checkpoint, t.get_path("sft.checkpoint"));
   if (c.model_config.empty() && c.sft_checkpoint.empty())
     return Status::errorf("{}: key 'model.config': required unless 'sft.checkpoint' names a model", path);
   // sampler
   M1_ASSIGN_OR_RETURN(c.tasks, t.get_strings("sampler.tasks", {"add"}));
   for (auto& n : c.tasks)
     if (!make_task(n)) return Status::errorf("{}: key 'sampler.tasks': unknown task '{}'", path, n);
-  M1_ASSIGN_OR_RETURN(c.prompts_jsonl, t.get_string("sampler.prompts", ""));
+  M1_ASSIGN_OR_RETURN(c.prompts_jsonl, t.get_path("sampler.prompts"));
+  if (c.tasks.empty() && c.prompts_jsonl.empty())
+    return Status::errorf("{}: key 'sampler.tasks': empty, and no 'sampler.prompts' file: nothing to train on "
+                          "(name built-in tasks, e.g. [\"add\"], or a JSONL prompts file)", path);
+  if (c.tasks.empty() && c.sft_checkpoint.empty())
+    return Status::errorf("{}: key 'sampler.tasks': empty, so the SFT stage has no built-in task to train on: "
+                          "give 'sft.checkpoint' (a model directory to start RL from)", path);
   M1_ASSIGN_OR_RETURN(int64_t mind, t.get_int("sampler.min_difficulty", 1, 1, 100));
   M1_ASSIGN_OR_RETURN(int64_t maxd, t.get_int("sampler.max_difficulty", 2, 1, 100));
   if (maxd < mind) return Status::errorf("{}: key 'sampler.max_difficulty': must be >= sampler.min_difficulty", path);
@@ -120,7 +128,22 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   s.eval_examples = c.eval_examples;
   s.max_new = c.max_new;
   s.out_dir = path_join(c.run_dir, "sft");
-  for (auto& k : t.unused_keys()) log_warn("{}: unknown key '{}' ignored", path, k);
+  M1_RETURN_IF_ERROR(t.check_unknown());
+  // The files the run reads, checked now: before the run directory is created.
+  if (c.sft_checkpoint.empty()) {
+    auto mc = load_model_config(c.model_config);
+    if (!mc.is_ok()) return mc.status().with_context(path + ": key 'model.config'");
+    M1_RETURN_IF_ERROR(validate_model_config(mc.value(), c.model_config));
+  } else {
+    const std::string cj = path_join(c.sft_checkpoint, "config.json");
+    if (!path_exists(cj))
+      return Status::errorf("{}: key 'sft.checkpoint': {} is not a model directory (no config.json)", path,
+                            c.sft_checkpoint);
+  }
+  if (!c.prompts_jsonl.empty()) {
+    auto src = JsonlPromptSource::load(c.prompts_jsonl);
+    if (!src.is_ok()) return src.status().with_context(path + ": key 'sampler.prompts'");
+  }
   return c;
 }
 

@@ -1,5 +1,8 @@
 // `m1rl run CONFIG.toml`: the resolved run configuration. Every key is optional except
-// model.config (or sft.checkpoint); errors name the file and the key; unknown keys warn.
+// model.config (or sft.checkpoint); errors name the file and the key; unknown keys and sections
+// are errors ("did you mean"); paths are relative to the config file's folder. The files the run
+// reads (model config or SFT checkpoint, prompts JSONL) are checked by load_run_config, before
+// anything is created.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +64,7 @@ struct RunConfig {
   double lr = 2e-4, clip = 1.0, weight_decay = 0.0;
   bool share_prompts = true;      // learner.share_prompts: a group's prompt computed once per minibatch
   bool quiet = false;
+  bool allow_config_change = false;  // --allow-config-change: resume although the model or task set changed
 };
 
 // Parses CONFIG; run_dir_override (non-empty) replaces run.dir.

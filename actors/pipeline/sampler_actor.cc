@@ -64,7 +64,8 @@ struct GroupWire {
 // (accepted or dropped for zero variance); group counts come from the sampler's counters.
 struct Window {
   uint64_t rollouts = 0;
-  double reward_sum = 0, reward_sq = 0;  // of the judges' rewards (no overlong penalty)
+  double reward_sum = 0, reward_sq = 0;  // of the judges' rewards (no overlong or format penalty)
+  double shaped_sum = 0;                 // of the shaped rewards R (what replay stores)
   std::map<std::string, uint64_t> finish;
   std::map<std::string, std::pair<double, uint64_t>> reward_by_task;  // sum, count
   std::vector<int64_t> lengths;
@@ -75,6 +76,7 @@ struct Window {
       ++rollouts;
       reward_sum += r;
       reward_sq += r * r;
+      shaped_sum += s.reward;
       finish[s.judged.finish]++;
       lengths.push_back(s.judged.tokens);
       auto& t = reward_by_task[g.prompt.task];
@@ -389,6 +391,7 @@ std::string SamplerShell::stats() {
   const Window& w = w_;
   const double n = double(std::max<uint64_t>(w.rollouts, 1));
   j["reward_mean"] = w.rollouts ? w.reward_sum / n : 0.0;
+  j["reward_shaped_mean"] = w.rollouts ? w.shaped_sum / n : 0.0;
   j["reward_std"] =
       w.rollouts ? std::sqrt(std::max(0.0, w.reward_sq / n - std::pow(w.reward_sum / n, 2))) : 0.0;
   double lsum = 0;

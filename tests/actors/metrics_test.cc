@@ -209,12 +209,12 @@ TEST_CASE("MetricsLog::read_all skips bad lines and reports their numbers") {
 }
 
 TEST_CASE("ProgressLine shows step, reward, accuracy, tokens/s, staleness, dropped") {
-  json r = {{"step", 120},          {"reward_mean", 0.5321},     {"eval_accuracy", 0.412},
+  json r = {{"step", 120},          {"reward_mean", 0.5321},     {"reward_shaped_mean", 0.41}, {"eval_accuracy", 0.412},
             {"gen_tokens_per_s", 1250}, {"train_tokens_per_s", 3400}, {"staleness_mean", 0.8},
             {"staleness_max", 2},   {"dropped_fraction", 0.125}};
   CHECK(ProgressLine::format(r) ==
-        "step 120 | reward 0.532 | acc 41.2% | gen 1.25k tok/s | train 3.40k tok/s | stale 0.8 (max 2) | "
-        "dropped 12.5%");
+        "step 120 | reward 0.532 | reward_shaped 0.410 | acc 41.2% | gen 1.25k tok/s | train 3.40k tok/s | stale 0.8 (max 2) | "
+        "dropped_before_replay 12.5%");
   // Absent metrics are left out; staleness comes from the histogram when only it is given.
   CHECK(ProgressLine::format({{"step", 3}, {"staleness_hist", {1, 2, 1, 0}}}) == "step 3 | stale 1.0 (max 2)");
   CHECK(ProgressLine::format({{"step", 3}, {"reward_mean", nullptr}}) == "step 3");

@@ -9,6 +9,7 @@
 
 #include "base/file.h"
 #include "base/log.h"
+#include "base/stop.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/objectives.h"
@@ -77,9 +78,13 @@ struct WsHolder {
 
 }  // namespace
 
-int model_init(const std::string& config, uint64_t seed, const std::string& out) {
+int model_init(const std::string& config, uint64_t seed, const std::string& out, bool force) {
   auto cfg = load_model_config(config);
   if (!cfg.is_ok()) return fail(cfg.status());
+  if (auto s = validate_model_config(cfg.value(), config); !s.is_ok()) return fail(s);
+  for (const char* f : {"config.json", "model.safetensors"})
+    if (!force && path_exists(path_join(out, f)))
+      return fail(Status::errorf("--out {}: already holds a model ({} exists); pass --force to replace it", out, f));
   Model m(cfg.value());
   m.init_random(seed);
   if (auto s = make_dirs(out); !s.is_ok()) return fail(s);
@@ -259,11 +264,12 @@ int generate(const std::string& dir, const std::string& prompt, int max_new, dou
 int sft(const std::string& config) {
   auto c = load_sft_config(config);
   if (!c.is_ok()) return fail(c.status());
+  install_stop_handlers();
   SftReport rep;
   if (auto s = run_sft(c.value(), &rep); !s.is_ok()) return fail(s);
   json j = {{"start_step", rep.start_step}, {"end_step", rep.end_step},  {"first_loss", rep.first_loss},
             {"last_loss", rep.last_loss},   {"eval_before", rep.eval_before}, {"eval_after", rep.eval_after},
-            {"tokens_per_s", rep.tokens_per_s}, {"checkpoint", rep.final_dir}};
+            {"tokens_per_s", rep.tokens_per_s}, {"checkpoint", rep.final_dir}, {"interrupted", rep.interrupted}};
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }

@@ -4,16 +4,18 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/pipeline/pipeline.h"
+#include "base/stop.h"
 #include "tools/m1rl/commands.h"
 
 namespace m1::cli {
 
-int run(const std::string& config, const std::string& run_dir) {
+int run(const std::string& config, const std::string& run_dir, bool allow_config_change) {
   auto c = load_run_config(config, run_dir);
   if (!c.is_ok()) {
     std::fprintf(stderr, "m1rl: error: %s\n", c.status().message().c_str());
     return 1;
   }
+  c->allow_config_change = allow_config_change;
   install_stop_handlers();
   RunReport rep;
   Status s = run_pipeline(c.value(), &rep);

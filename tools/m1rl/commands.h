@@ -8,7 +8,7 @@
 
 namespace m1::cli {
 
-int model_init(const std::string& config, uint64_t seed, const std::string& out);
+int model_init(const std::string& config, uint64_t seed, const std::string& out, bool force);
 int model_info(const std::string& path, bool json);
 int model_logprobs(const std::string& dir, const std::string& input, const std::string& out);
 int model_grad(const std::string& dir, const std::string& input, const std::string& out, const std::string& objective,
@@ -32,7 +32,7 @@ int replay_ls(const std::string& run, const ReplayLsArgs& a, bool json);
 int replay_show(const std::string& run, uint64_t group_id, bool json);
 int replay_tail(const std::string& run, bool json, bool follow, int limit);
 int replay_export(const std::string& run, const std::string& out);
-int run(const std::string& config, const std::string& run_dir);
+int run(const std::string& config, const std::string& run_dir, bool allow_config_change);
 int eval(const std::string& dir, const std::string& tasks, int min_d, int max_d, int n, uint64_t seed, int max_new);
 
 }  // namespace m1::cli

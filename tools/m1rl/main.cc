@@ -3,11 +3,71 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
+
+#include <fmt/format.h>
 
 #include "kernels/kernels.h"
+#include "m1_version.h"
 #include "tools/m1rl/commands.h"
+
+namespace {
+
+// A number option's check: finite (NaN and infinities are refused, which CLI::Range lets through)
+// and in [lo, hi]; the message prints bounds in their shortest form (CLI::NonNegativeNumber's
+// prints DBL_MAX as a 309-digit number). hi = infinity means no upper bound.
+CLI::Validator finite_in(double lo, double hi = std::numeric_limits<double>::infinity()) {
+  const std::string desc = std::isinf(hi) ? fmt::format("NUMBER >= {}", lo) : fmt::format("NUMBER in [{}, {}]", lo, hi);
+  return CLI::Validator(
+      [lo, hi](std::string& in) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(in.c_str(), &end);
+        if (in.empty() || end == in.c_str() || *end != '\0') return fmt::format("'{}' is not a number", in);
+        if (!std::isfinite(v)) return fmt::format("'{}' is not a finite number", in);
+        if (v < lo || v > hi)
+          return std::isinf(hi) ? fmt::format("{} is less than {}", in, lo)
+                                : fmt::format("{} is out of range [{}, {}]", in, lo, hi);
+        return {};
+      },
+      desc);
+}
+
+std::string version_text() {
+#ifdef M1_HAVE_CUDA
+  const char* cuda = "on";
+#else
+  const char* cuda = "off";
+#endif
+  return fmt::format("m1rl {} (commit {}, {} build, cuda {})", M1_VERSION, M1_GIT_COMMIT, M1_BUILD_TYPE, cuda);
+}
+
+// CLI11 reports an unknown command as "A subcommand is required" (or as an unexpected argument
+// deep in a usage text): name it, and the commands there are. Returns "" when argv is fine.
+std::string unknown_command(CLI::App& app, int argc, char** argv) {
+  CLI::App* at = &app;
+  std::string path = "m1rl";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.empty() || a[0] == '-') return {};
+    auto subs = at->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) return {};
+    CLI::App* next = nullptr;
+    std::string names;
+    for (CLI::App* sc : subs) {
+      names += (names.empty() ? "" : ", ") + sc->get_name();
+      if (sc->get_name() == a) next = sc;
+    }
+    if (!next) return fmt::format("{}: unknown command '{}' (expected one of: {}; see {} --help)", path, a, names, path);
+    path += " " + a;
+    at = next;
+  }
+  return {};
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // One thread unless M1_THREADS says otherwise (commands with a thread option override it).
@@ -15,6 +75,8 @@ int main(int argc, char** argv) {
   m1::set_num_threads(th ? std::max(1, std::atoi(th)) : 1);
   CLI::App app{"m1rl: MiniMax-M1-style models trained with asynchronous RL (CISPO)"};
   app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();  // --help shows every option's default
+  app.set_version_flag("--version", version_text(), "print the version, commit, build type and CUDA on/off");
   int rc = 0;
 
   auto* model = app.add_subcommand("model", "model tools: init, info, logprobs, grad");
@@ -23,10 +85,12 @@ int main(int argc, char** argv) {
     auto* c = model->add_subcommand("init", "write DIR/config.json and DIR/model.safetensors");
     static std::string config, out;
     static uint64_t seed = 0;
+    static bool force = false;
     c->add_option("--config", config, "config.json")->required();
     c->add_option("--seed", seed, "initialisation seed")->required();
-    c->add_option("--out", out, "output directory")->required();
-    c->callback([&] { rc = m1::cli::model_init(config, seed, out); });
+    c->add_option("--out", out, "output directory (must not hold a model unless --force)")->required();
+    c->add_flag("--force", force, "replace a model already in --out");
+    c->callback([&] { rc = m1::cli::model_init(config, seed, out, force); });
   }
   {
     auto* c = model->add_subcommand("info", "parameters, FLOPs per token, decode state and weight bytes");
@@ -52,7 +116,8 @@ int main(int argc, char** argv) {
     c->add_option("--input", in, "JSONL: tokens, prompt_len, advantage[, behavior_logprobs]")->required();
     c->add_option("--out", out, "output safetensors (F32 gradients under the weights' names)")->required();
     c->add_option("--objective", objective, "cispo|cispo-mask|grpo|dapo");
-    auto* e = c->add_option("--eps-high", eps_high, "CISPO IS-weight upper clip epsilon (default 3.0)");
+    auto* e = c->add_option("--eps-high", eps_high, "upper clip epsilon (CISPO: of the IS weight)")
+                  ->check(finite_in(1e-6, 1e6));
     c->callback([&, e] { rc = m1::cli::model_grad(dir, in, out, objective, eps_high, e->count() > 0); });
   }
   {
@@ -63,10 +128,10 @@ int main(int argc, char** argv) {
     static uint64_t seed = 0;
     c->add_option("DIR", dir, "model directory")->required();
     c->add_option("--prompt", prompt, "prompt text")->required();
-    c->add_option("--max-new", max_new, "token budget")->check(CLI::PositiveNumber);
-    c->add_option("--temperature", temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
-    c->add_option("--top-p", top_p, "nucleus mass")->check(CLI::Range(1e-6, 1.0));
-    c->add_option("--top-k", top_k, "0 = off")->check(CLI::NonNegativeNumber);
+    c->add_option("--max-new", max_new, "token budget")->check(CLI::Range(1, 1 << 20));
+    c->add_option("--temperature", temperature, "0 = greedy")->check(finite_in(0.0, 100.0));
+    c->add_option("--top-p", top_p, "nucleus mass")->check(finite_in(1e-6, 1.0));
+    c->add_option("--top-k", top_k, "0 = off")->check(CLI::Range(0, 1 << 30));
     c->add_option("--seed", seed, "sampling seed");
     c->callback([&] { rc = m1::cli::generate(dir, prompt, max_new, temperature, top_p, top_k, seed); });
   }
@@ -99,7 +164,7 @@ int main(int argc, char** argv) {
     g->add_option("--threads", gthreads, "kernel threads")->check(CLI::Range(1, 256));
     g->add_option("--group", ggroup, "requests per prompt (the sampler's group_size; the demo's is 8)")
         ->check(CLI::Range(1, 4096));
-    g->add_option("--seconds", gseconds, "generation time over 3 rounds")->check(CLI::Range(1.5, 3600.0));
+    g->add_option("--seconds", gseconds, "generation time over 3 rounds")->check(finite_in(1.5, 3600.0));
     g->add_flag("--json", gjson, "print JSON");
     g->callback([&] { rc = m1::cli::bench_generator(gconfig, gbatch, gthreads, ggroup, gseconds, gjson); });
     auto* l = bench->add_subcommand("learner", "one learner step with a group's prompt shared and unshared");
@@ -128,9 +193,12 @@ int main(int argc, char** argv) {
   {
     auto* c = app.add_subcommand("run", "the whole RL pipeline in one process (SFT stage, then async RL)");
     static std::string config, run_dir;
+    static bool allow_change = false;
     c->add_option("CONFIG", config, "run TOML config (e.g. configs/demo.toml)")->required();
     c->add_option("--run-dir", run_dir, "run directory (overrides run.dir)");
-    c->callback([&] { rc = m1::cli::run(config, run_dir); });
+    c->add_flag("--allow-config-change", allow_change,
+                "resume a run directory although its model or task set changed (recorded in events.log)");
+    c->callback([&] { rc = m1::cli::run(config, run_dir, allow_change); });
   }
   {
     auto* rp = app.add_subcommand("replay", "inspect the replay buffer of a live or finished run (read-only)");
@@ -178,13 +246,24 @@ int main(int argc, char** argv) {
     static int min_d = 1, max_d = 2, n = 100, max_new = 24;
     static uint64_t seed = 1;
     c->add_option("DIR", dir, "model directory")->required();
-    c->add_option("--tasks", tasks, "comma-separated task names");
-    c->add_option("--min-difficulty", min_d)->check(CLI::PositiveNumber);
-    c->add_option("--max-difficulty", max_d)->check(CLI::PositiveNumber);
-    c->add_option("--examples", n)->check(CLI::PositiveNumber);
-    c->add_option("--seed", seed);
-    c->add_option("--max-new", max_new)->check(CLI::PositiveNumber);
-    c->callback([&] { rc = m1::cli::eval(dir, tasks, min_d, max_d, n, seed, max_new); });
+    c->add_option("--tasks", tasks, "comma-separated task names (add, sort, add_steps)");
+    c->add_option("--min-difficulty", min_d, "smallest difficulty drawn (digits)")->check(CLI::Range(1, 100));
+    c->add_option("--max-difficulty", max_d, "largest difficulty drawn (>= --min-difficulty)")->check(CLI::Range(1, 100));
+    c->add_option("--examples", n, "held-out examples")->check(CLI::Range(1, 1000000));
+    c->add_option("--seed", seed, "held-out set seed");
+    c->add_option("--max-new", max_new, "token budget per answer")->check(CLI::Range(1, 1 << 20));
+    c->callback([&] {
+      if (max_d < min_d) {
+        std::fprintf(stderr, "m1rl eval: --max-difficulty %d is less than --min-difficulty %d\n", max_d, min_d);
+        rc = 2;
+        return;
+      }
+      rc = m1::cli::eval(dir, tasks, min_d, max_d, n, seed, max_new);
+    });
+  }
+  if (const std::string u = unknown_command(app, argc, argv); !u.empty()) {
+    std::fprintf(stderr, "%s\n", u.c_str());
+    return 2;
   }
   try {
     app.parse(argc, argv);
