@@ -1,4 +1,5 @@
 // Model directories: DIR/config.json + DIR/model.safetensors (or shards via the index).
+#include <cmath>
 #include <set>
 
 #include "base/file.h"
@@ -8,6 +9,18 @@
 
 namespace m1 {
 
+namespace {
+
+// Weights and moments enter as numbers like any input: NaN or an infinity is refused by name.
+Status check_finite(const std::string& dir, const std::string& name, const float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]))
+      return Status::errorf("{}: tensor '{}': element {} is {} (expected finite numbers)", dir, name, i, x[i]);
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<Model> load_model(const std::string& dir) {
   M1_ASSIGN_OR_RETURN(ModelConfig cfg, load_model_config(path_join(dir, "config.json")));
   M1_ASSIGN_OR_RETURN(SafetensorsReader rd, SafetensorsReader::open(dir));
@@ -16,6 +29,7 @@ Result<Model> load_model(const std::string& dir) {
   for (const ParamSpec& s : m.specs()) {
     expected.insert(s.name);
     M1_RETURN_IF_ERROR(rd.read_f32(s.name, s.shape, m.params() + s.offset));
+    M1_RETURN_IF_ERROR(check_finite(dir, s.name, m.params() + s.offset, s.numel));
   }
   for (const TensorInfo& t : rd.tensors())
     if (!expected.count(t.name)) log_warn("{}: tensor '{}' is not part of the model; ignored", dir, t.name);
@@ -46,6 +60,8 @@ Status load_adam_moments(const Model& m, const std::string& dir, std::vector<flo
   for (const ParamSpec& s : m.specs()) {
     M1_RETURN_IF_ERROR(rd.read_f32("m." + s.name, s.shape, mom->data() + s.offset));
     M1_RETURN_IF_ERROR(rd.read_f32("v." + s.name, s.shape, var->data() + s.offset));
+    M1_RETURN_IF_ERROR(check_finite(dir, "m." + s.name, mom->data() + s.offset, s.numel));
+    M1_RETURN_IF_ERROR(check_finite(dir, "v." + s.name, var->data() + s.offset, s.numel));
   }
   return Status::ok();
 }
