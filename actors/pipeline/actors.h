@@ -119,6 +119,9 @@ struct SamplerArgs {
   std::shared_ptr<EventLog> events;  // "ack <group_id>" after each durable acknowledgement
 };
 caf::behavior sampler_actor(caf::event_based_actor* self, SamplerArgs a);
+// The sampler's sources and options of C (prompt files read and parsed): the error the sampler
+// would meet at spawn, found before the run starts.
+Status validate_sampler_config(const RunConfig& c);
 
 // Held-out evaluation (evaluator_actor.cc): owns a model copy, takes weights like a generator.
 struct EvaluatorArgs {

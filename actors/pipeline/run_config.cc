@@ -1,6 +1,6 @@
 #include "actors/pipeline/run_config.h"
 
-#include "actors/sampler/prompt_source.h"
+#include "actors/pipeline/actors.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "model/config.h"
@@ -140,10 +140,7 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
       return Status::errorf("{}: key 'sft.checkpoint': {} is not a model directory (no config.json)", path,
                             c.sft_checkpoint);
   }
-  if (!c.prompts_jsonl.empty()) {
-    auto src = JsonlPromptSource::load(c.prompts_jsonl);
-    if (!src.is_ok()) return src.status().with_context(path + ": key 'sampler.prompts'");
-  }
+  M1_RETURN_IF_ERROR(pipe::validate_sampler_config(c).with_context(path));
   return c;
 }
 

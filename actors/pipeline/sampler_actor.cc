@@ -86,28 +86,21 @@ struct Window {
   }
 };
 
-Curriculum make_curriculum(const RunConfig& c) {
+// The sources the run samples from: the built-in tasks, then the prompts file. Every error is
+// returned (load_run_config checks this before the run starts: a source is never left out).
+Result<Curriculum> make_curriculum(const RunConfig& c) {
   Curriculum cur;
   // ramp_steps = 0 means always max_difficulty (DifficultySchedule: start_max is then unused).
   const DifficultySchedule sched = DifficultySchedule::linear(c.min_difficulty, c.start_max_difficulty,
                                                               c.max_difficulty, c.difficulty_ramp_steps);
   for (const std::string& t : c.tasks) {
-    auto src = BuiltinPromptSource::create(t, sched);
-    if (!src.is_ok()) {
-      log_error("sampler: {}", src.status().message());
-      continue;
-    }
-    Status s = cur.add(std::move(src).value(), WeightSchedule::constant(1.0));
-    if (!s.is_ok()) log_error("sampler: {}", s.message());
+    M1_ASSIGN_OR_RETURN(auto src, BuiltinPromptSource::create(t, sched));
+    M1_RETURN_IF_ERROR(cur.add(std::move(src), WeightSchedule::constant(1.0)));
   }
   if (!c.prompts_jsonl.empty()) {
     auto src = JsonlPromptSource::load(c.prompts_jsonl);
-    if (!src.is_ok()) {
-      log_error("sampler: {}", src.status().message());
-    } else {
-      Status s = cur.add(std::move(src).value(), WeightSchedule::constant(1.0));
-      if (!s.is_ok()) log_error("sampler: {}", s.message());
-    }
+    if (!src.is_ok()) return src.status().with_context("key 'sampler.prompts'");
+    M1_RETURN_IF_ERROR(cur.add(std::move(src).value(), WeightSchedule::constant(1.0)));
   }
   return cur;
 }
@@ -133,6 +126,12 @@ SamplerOptions make_options(const RunConfig& c, uint64_t incarnation, uint64_t s
   return o;
 }
 
+Result<DynamicSampler> make_sampler(const RunConfig& c, uint64_t incarnation, uint64_t start_version) {
+  M1_ASSIGN_OR_RETURN(Curriculum cur, make_curriculum(c));
+  return DynamicSampler::create(make_options(c, incarnation, start_version), std::move(cur),
+                                LengthWindows::fixed(c.max_new));
+}
+
 class SamplerShell : public std::enable_shared_from_this<SamplerShell> {
  public:
   SamplerShell(caf::event_based_actor* self, SamplerArgs a)
@@ -142,12 +141,10 @@ class SamplerShell : public std::enable_shared_from_this<SamplerShell> {
         // JudgeRequest.attempt must stay < 100: at most RetryPolicy::kMaxRetries = 99 retries.
         retry_(uint32_t(std::clamp<int>(a_.cfg.judge_retries, 0, int(RetryPolicy::kMaxRetries))),
                kJudgeTimeoutMs) {
-    const RunConfig& c = a_.cfg;
-    auto s = DynamicSampler::create(make_options(c, a_.incarnation, a_.start_version),
-                                    make_curriculum(c), LengthWindows::fixed(c.max_new));
+    auto s = make_sampler(a_.cfg, a_.incarnation, a_.start_version);
     if (s.is_ok())
       logic_.emplace(std::move(s).value());
-    else
+    else  // load_run_config checked this config (validate_sampler_config): only a file changed since
       log_error("sampler: {}", s.status().message());
   }
 
@@ -420,6 +417,8 @@ std::string SamplerShell::stats() {
 }
 
 }  // namespace
+
+Status validate_sampler_config(const RunConfig& c) { return make_sampler(c, 1, 0).status(); }
 
 caf::behavior sampler_actor(caf::event_based_actor* self, SamplerArgs a) {
   auto st = std::make_shared<SamplerShell>(self, std::move(a));
