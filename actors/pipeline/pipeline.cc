@@ -103,7 +103,9 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   CheckpointRef ck = latest_checkpoint(ckroot);
   double start_seconds = 0;
   if (ck.step >= 0) {
-    M1_RETURN_IF_ERROR(learner->load(ck.dir).with_context("resuming from " + ck.dir));
+    M1_RETURN_IF_ERROR(learner->load(ck.dir).with_context(
+        "resuming from " + ck.dir + " (if this checkpoint is damaged, move it out of " + ckroot +
+        " to resume from the one before; the replay rolls back to that step)"));
     log_info("run: resumed from {} (step {}, version {}, incarnation {})", ck.dir, learner->step(),
              learner->version(), incarnation);
     auto recs = MetricsLog::read_all(path_join(c.run_dir, "metrics.jsonl"));
