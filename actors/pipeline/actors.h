@@ -59,6 +59,7 @@ using train_atom = caf::atom_constant<caf::atom("train")>;      // learner: next
 using stats_atom = caf::atom_constant<caf::atom("stats")>;      // ask for a JSON stats string
 using halt_atom = caf::atom_constant<caf::atom("halt")>;        // stop with a checkpoint
 using done_atom = caf::atom_constant<caf::atom("done")>;        // learner → driver: finished
+using fail_atom = caf::atom_constant<caf::atom("fail")>;        // learner → driver: stopped by a failed effect
 using start_atom = caf::atom_constant<caf::atom("start")>;      // sampler: begin issuing
 using eval_atom = caf::atom_constant<caf::atom("eval")>;        // learner → evaluator: accuracy of a version
 

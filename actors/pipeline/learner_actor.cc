@@ -6,12 +6,14 @@
 // it the weights of every eval_every-th version and goes on training; the record of that step is
 // written when the accuracy (and the sampler's and a generator's stats) are in, records in step
 // order.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
 
 #include <nlohmann/json.hpp>
 
+#include "actors/learner/learner_loop.h"
 #include "actors/metrics/metrics_log.h"
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
@@ -48,8 +50,12 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     uint64_t checkpoint_step = 0;
     uint64_t last_eval_step = 0;
     bool eval_in_flight = false;  // at most one: a slow evaluator skips eval steps, never queues them
+    bool failed = false;          // an effect failed: the learner does nothing more
+    LearnerLoop loop;
+    explicit State(LearnerLoop l) : loop(l) {}
   };
-  auto st = std::make_shared<State>();
+  auto st = std::make_shared<State>(LearnerLoop(
+      {uint64_t(a.cfg.steps), uint64_t(a.cfg.checkpoint_every), uint64_t(a.cfg.eval_every)}));
   st->sender = {0x1ea000ull + 1, a.incarnation, 0};
   const RunConfig& c = a.cfg;
   Status ms = st->metrics.open(path_join(c.run_dir, "metrics.jsonl"));
@@ -77,7 +83,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     for (auto& g : a.generators) self->send(g, weights_atom::value, parts);
     return parts;
   };
-  auto done = [=] { return st->halting || a.logic->step() >= uint64_t(c.steps); };
+  auto done = [=] { return st->loop.done(a.logic->step(), st->halting); };
   auto elapsed = [=] {  // RL wall time over every incarnation of this run
     return a.start_seconds + seconds_since(st->t0);
   };
@@ -107,7 +113,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
   // Written as soon as the run is done, before waiting for outstanding replies (stats, an
   // evaluation), so a stop that is killed while waiting loses nothing trained.
   auto final_checkpoint = [=] {
-    if (st->checkpoint_step == a.logic->step()) return;
+    if (st->failed || st->checkpoint_step == a.logic->step()) return;
     Status s = checkpoint();
     if (!s.is_ok()) log_error("learner: final checkpoint failed: {}", s.message());
   };
@@ -153,6 +159,76 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     --it->second.parts;
     flush();
   };
+  // The run stops at a failed effect: nothing after it in the step's plan is performed, no final
+  // checkpoint is written (it would cover a step whose effects did not all happen), and the
+  // driver is told why.
+  auto fail = [=](uint64_t step, const char* effect, const Status& s) {
+    st->failed = true;
+    const std::string why = fmt::format("learner: step {}: {} failed: {}; stopped before anything after it "
+                                        "(no checkpoint or publish of this step; a resume redelivers its batch)",
+                                        step, effect, s.message());
+    log_error("{}", why);
+    st->metrics.sync();
+    self->send(a.driver, fail_atom::value, why);
+  };
+  // The step goes to the sampler and its metrics record is opened; the record is completed off
+  // the critical path by the replies (sampler and generator stats, an evaluation).
+  auto report = [=](uint64_t step, uint64_t version_before, const LearnerStats& ls, const std::vector<uint64_t>& ids,
+                    double wait_s, double train_s, double commit_s, const StepEffects& plan) {
+    self->send(a.sampler, step_atom::value,
+               wire::step_report(st->sender, step, a.logic->version(), float(ls.loss), ids, st->checkpoint_step));
+    const auto now = std::chrono::steady_clock::now();
+    json rec = {{"step", step},
+                {"version", a.logic->version()},
+                {"version_trained", version_before},
+                {"time_s", elapsed()},
+                {"step_time_s", seconds_between(st->last_step, now)},
+                {"wait_batch_s", wait_s},
+                {"train_s", train_s},
+                {"commit_s", commit_s},
+                {"loss", ls.loss},
+                {"objective", ls.objective},
+                {"aux_loss", ls.aux_loss},
+                {"entropy_mean", ls.entropy_mean},
+                {"grad_norm", ls.grad_norm},
+                {"is_ratio_mean", ls.ratio_mean},
+                {"is_ratio_max", ls.ratio_max},
+                {"is_clip_fraction", ls.clip_fraction},
+                {"staleness_max", ls.max_staleness},
+                {"train_tokens", ls.tokens},
+                {"train_computed_tokens", ls.computed_tokens},
+                {"train_tokens_per_s", ls.tokens / std::max(ls.seconds, 1e-9)},
+                {"groups", ids.size()},
+                {"rejected_messages", a.rejects->total()}};
+    if (std::isfinite(ls.pearson)) rec["train_infer_pearson"] = ls.pearson;
+    rec["pearson_tokens"] = ls.pearson_tokens;
+    st->last_step = now;
+    if (plan.eval_skipped) rec["eval_skipped"] = true;  // the previous evaluation is still running
+    const bool eval = std::find(plan.effects.begin(), plan.effects.end(), LearnerEffect::kEvaluate) != plan.effects.end();
+    st->records[step] = {std::move(rec), eval ? 2 : 1};
+    // A stats request that fails (the actor is gone) still completes the record.
+    auto no_stats = [=](caf::error& e) {
+      log_warn("learner: stats for step {}: {}", step, self->system().render(e));
+      complete(step, json::object());
+    };
+    self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const std::string& s) {
+      json fields = json::parse(s, nullptr, false);
+      if (!fields.is_object()) fields = json::object();
+      self->request(a.generators[0], caf::infinite, stats_atom::value)
+          .then([=](const std::string& g) mutable {
+            json gj = json::parse(g, nullptr, false);
+            if (gj.is_object()) {
+              fields["gen_tokens_per_s"] = gj["tokens_per_s"];
+              fields["gen_tokens_per_busy_s"] = gj["tokens_per_busy_s"];
+              fields["gen_decode_rows_mean"] = gj["decode_rows_mean"];
+              fields["gen_prompt_tokens_shared"] = gj["prompt_tokens_shared"];
+              fields["gen_prompt_tokens_fed"] = gj["prompt_tokens_fed"];
+            }
+            complete(step, fields);
+          },
+          no_stats);
+    }, no_stats);
+  };
   // The generators and the evaluator start from the learner's current weights (given at spawn);
   // evaluate at step 0 before the first step's record can be written.
   if (a.logic->step() == 0) {
@@ -162,6 +238,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
 
   return {
       [=](train_atom) {
+        if (st->failed) return;
         if (c.max_seconds > 0 && !st->halting && elapsed() >= c.max_seconds) {
           log_info("run: run.max_seconds = {} reached at step {}: stopping", c.max_seconds, a.logic->step());
           st->halting = true;
@@ -204,80 +281,38 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
               const uint64_t step = a.logic->step();
               const auto t_trained = std::chrono::steady_clock::now();
               const double train_s = seconds_between(t_batch, t_trained);
-              self->request(a.replay, caf::infinite, commit_atom::value, ids, step).await([=](bool ok) {
-                if (!ok) log_error("learner: replay did not commit step {}", step);
-                if (step % uint64_t(c.checkpoint_every) == 0 || step >= uint64_t(c.steps)) {
-                  Status s = checkpoint();
-                  if (!s.is_ok()) log_error("learner: checkpoint failed: {}", s.message());
-                }
+              const StepEffects plan = st->loop.after_train(step, st->eval_in_flight);
+              // The plan's first effect is the commit (asynchronous: replay's reply); the rest run
+              // when it succeeded, in order, stopping at the first failure.
+              auto after_commit = [=](Status committed) {
+                if (!committed.is_ok()) return fail(step, "commit", committed);
                 const double commit_s = seconds_since(t_trained);
-                auto parts = publish();
-                self->send(a.sampler, step_atom::value,
-                           wire::step_report(st->sender, step, a.logic->version(), float(ls.loss), ids,
-                                             st->checkpoint_step));
-                const bool eval_now =
-                    (c.eval_every > 0 && step % uint64_t(c.eval_every) == 0) || step >= uint64_t(c.steps);
-                const auto now = std::chrono::steady_clock::now();
-                json rec = {{"step", step},
-                            {"version", a.logic->version()},
-                            {"version_trained", version_before},
-                            {"time_s", elapsed()},
-                            {"step_time_s", seconds_between(st->last_step, now)},
-                            {"wait_batch_s", wait_s},
-                            {"train_s", train_s},
-                            {"commit_s", commit_s},
-                            {"loss", ls.loss},
-                            {"objective", ls.objective},
-                            {"aux_loss", ls.aux_loss},
-                            {"entropy_mean", ls.entropy_mean},
-                            {"grad_norm", ls.grad_norm},
-                            {"is_ratio_mean", ls.ratio_mean},
-                            {"is_ratio_max", ls.ratio_max},
-                            {"is_clip_fraction", ls.clip_fraction},
-                            {"staleness_max", ls.max_staleness},
-                            {"train_tokens", ls.tokens},
-                            {"train_computed_tokens", ls.computed_tokens},
-                            {"train_tokens_per_s", ls.tokens / std::max(ls.seconds, 1e-9)},
-                            {"groups", ids.size()},
-                            {"rejected_messages", a.rejects->total()}};
-                if (std::isfinite(ls.pearson)) rec["train_infer_pearson"] = ls.pearson;
-                rec["pearson_tokens"] = ls.pearson_tokens;
-                st->last_step = now;
-                // The record is completed off the critical path: the next step starts now, and
-                // the replies are handled when the learner next reads its mailbox (a generator
-                // answers only between decode steps and weights swaps; an evaluation takes as long
-                // as decoding eval_examples prompts).
-                const bool eval = eval_now && !st->eval_in_flight;
-                if (eval_now && !eval) rec["eval_skipped"] = true;  // the previous one is still running
-                st->records[step] = {std::move(rec), eval ? 2 : 1};
-                if (eval) {
-                  self->send(a.evaluator, weights_atom::value, parts);
-                  evaluate([=](const json& f) { complete(step, f); });
+                std::vector<msg::Bytes> parts;
+                for (size_t i = 1; i < plan.effects.size(); ++i) {
+                  switch (plan.effects[i]) {
+                    case LearnerEffect::kCommit: break;
+                    case LearnerEffect::kCheckpoint:
+                      if (Status cs = checkpoint(); !cs.is_ok()) return fail(step, "checkpoint", cs);
+                      break;
+                    case LearnerEffect::kPublish: parts = publish(); break;
+                    case LearnerEffect::kReport:
+                      report(step, version_before, ls, ids, wait_s, train_s, commit_s, plan);
+                      break;
+                    case LearnerEffect::kEvaluate:
+                      self->send(a.evaluator, weights_atom::value, parts);
+                      evaluate([=](const json& f) { complete(step, f); });
+                      break;
+                  }
                 }
-                // A stats request that fails (the actor is gone) still completes the record.
-                auto no_stats = [=](caf::error& e) {
-                  log_warn("learner: stats for step {}: {}", step, self->system().render(e));
-                  complete(step, json::object());
-                };
-                self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const std::string& s) {
-                  json fields = json::parse(s, nullptr, false);
-                  if (!fields.is_object()) fields = json::object();
-                  self->request(a.generators[0], caf::infinite, stats_atom::value)
-                      .then([=](const std::string& g) mutable {
-                        json gj = json::parse(g, nullptr, false);
-                        if (gj.is_object()) {
-                          fields["gen_tokens_per_s"] = gj["tokens_per_s"];
-                          fields["gen_tokens_per_busy_s"] = gj["tokens_per_busy_s"];
-                          fields["gen_decode_rows_mean"] = gj["decode_rows_mean"];
-                          fields["gen_prompt_tokens_shared"] = gj["prompt_tokens_shared"];
-                          fields["gen_prompt_tokens_fed"] = gj["prompt_tokens_fed"];
-                        }
-                        complete(step, fields);
-                      },
-                      no_stats);
-                }, no_stats);
                 self->send(self, train_atom::value);
-              });
+              };
+              self->request(a.replay, caf::infinite, commit_atom::value, ids, step)
+                  .await(
+                      [=](bool ok) {
+                        after_commit(ok ? Status::ok()
+                                        : Status::errorf("replay refused to commit the consumption of step {}", step));
+                      },
+                      [=](caf::error& e) { after_commit(Status::error(self->system().render(e))); });
             });
       },
       [=](halt_atom) { st->halting = true; },

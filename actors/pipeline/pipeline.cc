@@ -158,6 +158,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   pipe::configure_scheduler(cfg, size_t(c.threads));
   caf::actor_system sys{cfg};
   auto rejects = std::make_shared<pipe::RejectCounters>();
+  std::string failure;  // the learner stopped at a failed effect (its message)
   {
     caf::scoped_actor driver{sys};
     auto replay = sys.spawn<caf::detached>(pipe::replay_actor, pipe::ReplayArgs{store, rejects});
@@ -223,6 +224,10 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
             done = true;
             report->end_step = step;
           },
+          [&](pipe::fail_atom, const std::string& why) {
+            done = true;
+            failure = why;
+          },
           caf::after(std::chrono::milliseconds(200)) >> [&] {
             if (stop_requested() && !halted) {
               halted = true;
@@ -239,6 +244,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     for (auto& h : judges) driver->send_exit(h, caf::exit_reason::user_shutdown);
   }
   sys.await_all_actors_done();
+  if (!failure.empty()) return Status::error(failure);
   // Plots and a summary from the whole history (all incarnations).
   auto recs = MetricsLog::read_all(path_join(c.run_dir, "metrics.jsonl"));
   if (recs.is_ok()) {
