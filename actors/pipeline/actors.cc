@@ -131,7 +131,13 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
 
 caf::behavior judge_actor(caf::event_based_actor* self, JudgeArgs a) {
   RuleJudgeOptions o;
-  auto judge = std::make_shared<RuleJudge>(RuleJudge::create(o).value());
+  auto created = RuleJudge::create(o);
+  if (!created.is_ok()) {  // a judge that cannot verify stops; the sampler's requests to it fail and are retried
+    log_error("judge {}: {}", a.id, created.status().message());
+    self->quit(caf::make_error(caf::sec::invalid_argument, created.status().message()));
+    return {};
+  }
+  auto judge = std::make_shared<RuleJudge>(std::move(created).value());
   auto tok = std::make_shared<ByteTokenizer>();
   auto sender = std::make_shared<wire::Sender>(wire::Sender{a.id, a.incarnation, 0});
   return {
