@@ -32,6 +32,9 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
     double busy_s = 0, busy_reported = 0;  // seconds in step(): all, and at the last report
     uint64_t steps_reported = 0, rows_reported = 0;
     std::string last_report;  // answered again to a request within kMinWindow of it
+    // Requests whose min_version is newer than the weights held: started when such weights arrive
+    // (GenerationRequest.min_version: no token of the request comes from older weights).
+    std::vector<std::pair<uint64_t, GenJob>> parked;  // (min_version, job)
   };
   // A window's rates need a window: requests can arrive back to back (the learner asks once per
   // step without waiting, and several may queue behind a weights swap).
@@ -39,6 +42,11 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
   auto st = std::make_shared<State>();
   st->sender = {a.id, a.incarnation, 0};
   const int V = a.logic->model().config().vocab_size;
+  auto start_ticking = [=] {
+    if (st->ticking) return;
+    st->ticking = true;
+    self->send(self, tick_atom::value);
+  };
   return {
       [=](gen_atom, const msg::Bytes& b) {
         auto r = msg::decode<msg::GenerationRequest>(b);
@@ -63,11 +71,12 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
         j.sampling.top_k = int(q->top_k());
         j.seed = q->seed();
         st->requests[j.request_id] = b;
-        a.logic->submit(std::move(j));
-        if (!st->ticking) {
-          st->ticking = true;
-          self->send(self, tick_atom::value);
+        if (q->min_version() > a.logic->version()) {
+          st->parked.emplace_back(q->min_version(), std::move(j));
+          return;
         }
+        a.logic->submit(std::move(j));
+        start_ticking();
       },
       [=](tick_atom) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -95,6 +104,17 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
           return;
         }
         if (version > a.logic->version()) a.logic->set_weights(w.data(), w.size(), version);
+        bool started = false;
+        for (auto it = st->parked.begin(); it != st->parked.end();) {
+          if (it->first <= a.logic->version()) {
+            a.logic->submit(std::move(it->second));
+            it = st->parked.erase(it);
+            started = true;
+          } else {
+            ++it;
+          }
+        }
+        if (started) start_ticking();
       },
       [=](stats_atom) -> std::string {
         const double secs = seconds_since(st->since);
@@ -115,6 +135,7 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
                   {"prompt_tokens_shared", a.logic->prompt_tokens_shared()},
                   {"live", a.logic->live()},
                   {"queued", a.logic->queued()},
+                  {"parked", st->parked.size()},
                   {"version", a.logic->version()}};
         st->tokens_reported = a.logic->tokens_generated();
         st->steps_reported = a.logic->decode_steps();

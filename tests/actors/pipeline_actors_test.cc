@@ -218,3 +218,51 @@ TEST_CASE("evaluator actor: evaluates the version it holds, takes published weig
   caf::anon_send_exit(ev, caf::exit_reason::user_shutdown);
   ts.sched->run();
 }
+
+TEST_CASE("generator actor: a request whose min_version is newer than its weights waits for them") {
+  auto mc = load_model_config(std::string(M1_SOURCE_DIR) + "/configs/models/tiny.json");
+  REQUIRE(mc.is_ok());
+  Model m(mc.value());
+  m.init_random(4);
+  ByteTokenizer tok;
+  auto logic = std::make_shared<GeneratorLogic>(m, 1, 4, tok.eos_id(), RepetitionStop{});
+  auto rejects = std::make_shared<pipe::RejectCounters>();
+  TestSystem ts;
+  std::vector<uint64_t> token_versions;
+  int rollouts = 0;
+  auto sampler = ts.sys->spawn([&]() -> caf::behavior {
+    return {[&](pipe::rollout_atom, const msg::Bytes& b) {
+      auto r = msg::decode<msg::Rollout>(b);
+      REQUIRE(r.is_ok());
+      ++rollouts;
+      for (auto v : *r.value()->data()->versions()) token_versions.push_back(v);
+    }};
+  });
+  auto gen = ts.sys->spawn(pipe::generator_actor, pipe::GeneratorArgs{logic, sampler, pipe::generator_id(0), 1, rejects});
+  wire::Sender s{0x5a0001, 1, 0};
+  wire::PromptInfo p;
+  p.prompt_id = 7;
+  p.group_id = 1;
+  p.task = "add";
+  p.dataset = "builtin";
+  p.prompt = "1+1=";
+  p.reference = "2";
+  p.group_size = 1;
+  p.prompt_tokens = encode_prompt(tok, p.prompt);
+  caf::anon_send(gen, pipe::gen_atom::value,
+                 wire::generation_request(s, p, 11, 0, 4, 1.0f, 1.0f, 5, /*min_version=*/3, pipe::generator_id(0)));
+  ts.sched->run();
+  CHECK(rollouts == 0);  // holds version 1: the request waits
+  wire::Sender ls{0x1ea001, 1, 0};
+  caf::anon_send(gen, pipe::weights_atom::value, wire::weights(ls, m.params(), m.num_params(), 2, 1 << 20));
+  ts.sched->run();
+  CHECK(rollouts == 0);  // version 2 is still older than 3
+  caf::anon_send(gen, pipe::weights_atom::value, wire::weights(ls, m.params(), m.num_params(), 3, 1 << 20));
+  ts.sched->run();
+  REQUIRE(rollouts == 1);
+  REQUIRE(!token_versions.empty());
+  for (auto v : token_versions) CHECK(v >= 3);
+  caf::anon_send_exit(gen, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(sampler, caf::exit_reason::user_shutdown);
+  ts.sched->run();
+}
