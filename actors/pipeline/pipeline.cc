@@ -119,6 +119,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   // Replay: undo consumptions the newest checkpoint does not cover.
   ReplayOptions ro;
   ro.max_staleness = uint64_t(c.max_staleness);
+  M1_RETURN_IF_ERROR(verify_replay_db(path_join(c.run_dir, "replay")));
   M1_ASSIGN_OR_RETURN(std::unique_ptr<ReplayStore> store_u, ReplayStore::open(path_join(c.run_dir, "replay"), ro));
   std::shared_ptr<ReplayStore> store(std::move(store_u));
   M1_ASSIGN_OR_RETURN(uint64_t undone, store->rollback_after(learner->step()));

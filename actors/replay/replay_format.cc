@@ -280,4 +280,41 @@ Result<uint64_t> decode_u64_value(std::string_view v) {
   return get_le(v.data(), 8);
 }
 
+std::string find_wal_damage(std::string_view log) {
+  constexpr size_t kBlock = 32768, kHeader = 7;
+  constexpr uint32_t kMaskDelta = 0xa282ead8u;
+  std::string buf;
+  size_t off = 0;
+  while (off < log.size()) {
+    const size_t left = kBlock - off % kBlock;        // bytes to the end of this block
+    if (left < kHeader) {                             // block trailer: padding
+      off += left;
+      continue;
+    }
+    if (log.size() - off < kHeader) return "";       // a header cut by the end of the file
+    const char* p = log.data() + off;
+    const uint32_t stored = uint32_t(get_le(p, 4));
+    const size_t len = size_t(get_le(p + 4, 2));
+    const uint8_t type = uint8_t(p[6]);
+    if (type == 0 && len == 0) {                      // preallocated zeros: RocksDB skips the block rest
+      off += left;
+      continue;
+    }
+    const bool last_block = log.size() - off <= left;
+    if (kHeader + len > left) {
+      if (last_block) return "";                      // the record the writer was cut off in
+      return fmt::format("offset {}: bad record length {} (the record would cross its 32 KiB block)", off, len);
+    }
+    if (kHeader + len > log.size() - off) return "";  // cut by the end of the file
+    buf.assign(1, char(type));
+    buf.append(p + kHeader, len);
+    const uint32_t c = crc32c(buf.data(), buf.size());
+    const uint32_t masked = ((c >> 15) | (c << 17)) + kMaskDelta;
+    if (masked != stored)
+      return fmt::format("offset {}: checksum mismatch (record type {}, {} bytes)", off, unsigned(type), len);
+    off += kHeader + len;
+  }
+  return "";
+}
+
 }  // namespace m1::replay

@@ -97,4 +97,13 @@ const char* status_name(msg::GroupStatus s);
 std::string u64_value(uint64_t v);
 Result<uint64_t> decode_u64_value(std::string_view v);
 
+// RocksDB's write-ahead log (RocksDB db/log_format.h, the legacy record format, written unless WAL
+// recycling or compression is on; the store turns on neither): 32 KiB blocks of records
+//   [0,4) masked CRC-32C of type‖payload · [4,6) u16 payload length · [6] type · [7,…) payload,
+// a block's last < 7 bytes zero padding, a zero header (type 0, length 0) preallocated space that ends
+// the block. Used only to say WHERE a WAL is damaged once RocksDB refused it; RocksDB decides WHETHER.
+// Returns "" when every record's length and checksum hold, else the first damage, "offset N: …".
+// An incomplete record at the end of LOG (a write cut by a crash, never acknowledged) is not damage.
+std::string find_wal_damage(std::string_view log);
+
 }  // namespace m1::replay

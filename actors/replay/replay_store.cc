@@ -14,7 +14,9 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
+#include <rocksdb/metadata.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_reader.h>
 #include <rocksdb/write_batch.h>
 
 #include "base/file.h"
@@ -136,6 +138,11 @@ Result<std::unique_ptr<ReplayStore>> ReplayStore::open(const std::string& dir, c
   // starts 16 threads at every open and after every flush).
   dbo.avoid_flush_during_recovery = true;
   dbo.max_file_opening_threads = 2;
+  // A corrupt WAL record fails the open instead of silently ending the replay there (RocksDB's
+  // default, kPointInTimeRecovery, drops it and every acknowledged write after it). An incomplete
+  // last record is a write cut by a crash: never acknowledged, tolerated. Salvage skips bad records.
+  dbo.wal_recovery_mode = o.salvage ? rocksdb::WALRecoveryMode::kSkipAnyCorruptedRecords
+                                    : rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   rocksdb::ColumnFamilyOptions cfo;
   const std::vector<std::string> ours = {rocksdb::kDefaultColumnFamilyName, replay::kCfGroups, replay::kCfMeta,
                                          replay::kCfIds, replay::kCfPending, replay::kCfConsumed};
@@ -143,7 +150,9 @@ Result<std::unique_ptr<ReplayStore>> ReplayStore::open(const std::string& dir, c
   std::vector<std::string> names;
   const rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(dbo, dir, &names);
   if (o.read_only) {
-    if (!ls.ok()) return Status::errorf("replay {}: not a replay store ({})", dir, ls.ToString());
+    if (!ls.ok())
+      return Status::errorf("replay {}: {} ({})", dir, ls.IsCorruption() ? "damaged database" : "not a replay store",
+                            ls.ToString());
     for (const auto& n : ours)
       if (std::find(names.begin(), names.end(), n) == names.end())
         return Status::errorf("replay {}: not a replay store (no column family '{}')", dir, n);
@@ -163,7 +172,9 @@ Result<std::unique_ptr<ReplayStore>> ReplayStore::open(const std::string& dir, c
   for (const auto& n : names) descs.emplace_back(n, cfo);
 
   rocksdb::Status st;
-  if (o.read_only) {
+  if (o.read_only && o.salvage) {
+    st = rocksdb::DB::OpenForReadOnly(dbo, dir, descs, &s->h_->all, &s->h_->db);
+  } else if (o.read_only) {
     if (s->opts_.secondary_dir.empty()) {
       std::error_code ec;
       const std::string tmp = std::filesystem::temp_directory_path(ec).string();
@@ -178,7 +189,8 @@ Result<std::unique_ptr<ReplayStore>> ReplayStore::open(const std::string& dir, c
   } else {
     st = rocksdb::DB::Open(dbo, dir, descs, &s->h_->all, &s->h_->db);
   }
-  if (!st.ok()) return rocks_error(dir, o.read_only ? "opening as secondary" : "opening", st);
+  if (!st.ok())
+    return rocks_error(dir, !o.read_only ? "opening" : o.salvage ? "opening read-only" : "opening as secondary", st);
   for (size_t i = 0; i < names.size(); ++i) {
     auto* h = s->h_->all[i];
     if (names[i] == rocksdb::kDefaultColumnFamilyName) s->h_->def = h;
@@ -212,6 +224,8 @@ Status ReplayStore::check_format() {
     wo.sync = true;
     st = h_->db->Put(wo, h_->def, replay::kFormatKey, v);
     if (!st.ok()) return rocks_error(dir_, "writing the format marker", st);
+  } else if (st.IsCorruption() && opts_.read_only) {
+    format_error_ = fmt::format("format marker unreadable: {}", st.ToString());
   } else if (!st.ok()) {
     return rocks_error(dir_, "reading the format marker", st);
   } else {
@@ -227,6 +241,7 @@ Status ReplayStore::check_format() {
 
 // Counters, next sequence number and the pending floor from the database.
 Status ReplayStore::load_state() {
+  load_errors_.clear();
   ReplayCounters c;
   std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(rocksdb::ReadOptions(), h_->def));
   for (it->Seek(kCountPrefix); it->Valid() && it->key().starts_with(kCountPrefix); it->Next()) {
@@ -243,12 +258,22 @@ Status ReplayStore::load_state() {
     if (!v) return Status::errorf("replay {}: counter key '{}': {}", dir_, it->key().ToString(), v.status().message());
     c.reasons[it->key().ToString().substr(7)] = *v;
   }
-  if (!it->status().ok()) return rocks_error(dir_, "reading counters", it->status());
+  // A reader opens past damage (audit() and check_replay_db() name it); a writer must not.
+  auto tolerate = [&](const rocksdb::Status& st, const char* what) {
+    if (!opts_.read_only || !st.IsCorruption()) return false;
+    load_errors_.push_back(fmt::format("{}: {}", what, st.ToString()));
+    return true;
+  };
+  if (!it->status().ok() && !tolerate(it->status(), "counters unreadable"))
+    return rocks_error(dir_, "reading counters", it->status());
 
   std::unique_ptr<rocksdb::Iterator> mi(h_->db->NewIterator(rocksdb::ReadOptions(), h_->meta));
   mi->SeekToLast();
-  if (!mi->status().ok()) return rocks_error(dir_, "reading the last sequence number", mi->status());
-  if (mi->Valid()) {
+  if (!mi->status().ok()) {
+    if (!tolerate(mi->status(), "newest metadata entry unreadable"))
+      return rocks_error(dir_, "reading the last sequence number", mi->status());
+    c.last_seq = max_sst_key(h_->meta);
+  } else if (mi->Valid()) {
     auto seq = decode_u64_key(mi->key().ToStringView());
     if (!seq) return Status::errorf("replay {}: meta {}", dir_, seq.status().message());
     c.last_seq = *seq;
@@ -270,7 +295,7 @@ Status ReplayStore::require_writable(const char* op) const {
 }
 
 Status ReplayStore::refresh() {
-  if (!opts_.read_only) return Status::ok();
+  if (!opts_.read_only || opts_.salvage) return Status::ok();
   const rocksdb::Status st = h_->db->TryCatchUpWithPrimary();
   if (!st.ok()) return rocks_error(dir_, "catching up with the writer", st);
   return load_state();
@@ -319,13 +344,16 @@ Result<ReplayGroup> ReplayStore::read_group(const GroupMeta& m) const {
     return g;
   }
   if (!st.ok()) return rocks_error(dir_, "reading a group record", st);
-  g.integrity = verify_payload(m, rec.ToStringView(), &g.bytes);
-  if (!g.integrity.empty()) {  // hand back what is stored, for `show`
-    std::string_view raw = rec.ToStringView();
-    if (raw.size() >= replay::kGroupHeaderBytes) raw.remove_prefix(replay::kGroupHeaderBytes);
-    g.bytes = msg::Bytes(std::vector<uint8_t>(raw.begin(), raw.end()));
-  }
+  fill_group(g, rec.ToStringView());
   return g;
+}
+
+void ReplayStore::fill_group(ReplayGroup& g, std::string_view record) const {
+  g.integrity = verify_payload(g.meta, record, &g.bytes);
+  if (!g.integrity.empty()) {  // hand back what is stored, for `show`
+    if (record.size() >= replay::kGroupHeaderBytes) record.remove_prefix(replay::kGroupHeaderBytes);
+    g.bytes = msg::Bytes(std::vector<uint8_t>(record.begin(), record.end()));
+  }
 }
 
 namespace {
@@ -616,18 +644,72 @@ ReplayCounters ReplayStore::counters() const { return counters_; }
 // ---- inspection ----
 
 Status ReplayStore::scan_meta(uint64_t after_seq,
-                              const std::function<bool(Result<GroupMeta>&&, std::string_view)>& fn) const {
+                              const std::function<bool(Result<GroupMeta>&&, std::string_view)>& fn,
+                              const std::function<bool(uint64_t, uint64_t, const std::string&)>& damaged) const {
   if (after_seq == UINT64_MAX) return Status::ok();
-  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(rocksdb::ReadOptions(), h_->meta));
-  for (it->Seek(u64_key(after_seq + 1)); it->Valid(); it->Next()) {
-    const std::string_view k = it->key().ToStringView();
+  auto deliver = [&](std::string_view k, std::string_view v) {
     auto seq = decode_u64_key(k);
-    Result<GroupMeta> m = seq ? replay::decode_meta(*seq, it->value().ToStringView()) : Result<GroupMeta>(seq.status());
+    Result<GroupMeta> m = seq ? replay::decode_meta(*seq, v) : Result<GroupMeta>(seq.status());
     if (!m) m = Status::errorf("meta key {}: {}", hex(k), m.status().message());
-    if (!fn(std::move(m), k)) break;
+    return fn(std::move(m), k);
+  };
+  auto report = [&](uint64_t first, uint64_t last, const std::string& why) {
+    if (damaged) return damaged(first, last, why);
+    return fn(Status::errorf("meta seqs {}..{} ({} keys): unreadable: {}", first, last, last - first + 1, why), "");
+  };
+  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(rocksdb::ReadOptions(), h_->meta));
+  uint64_t next = after_seq + 1;  // every seq below it went to FN or REPORT
+  it->Seek(u64_key(next));
+  for (;;) {
+    for (; it->Valid(); it->Next()) {
+      const std::string_view k = it->key().ToStringView();
+      if (!deliver(k, it->value().ToStringView())) return Status::ok();
+      if (auto seq = decode_u64_key(k)) next = *seq + 1;
+    }
+    if (it->status().ok()) return Status::ok();
+    if (!it->status().IsCorruption()) return rocks_error(dir_, "scanning metadata", it->status());
+    // A corrupt block: read its stretch one seq at a time (a Get finds a key's newest version even
+    // when an older one sits in the bad block) until a seek lands past it. Seqs are dense, and past
+    // the largest key of every table file a seek reads no table block, so this ends.
+    const uint64_t last = max_sst_key(h_->meta);
+    std::optional<std::pair<uint64_t, uint64_t>> bad;  // the current stretch of unreadable seqs
+    std::string why = it->status().ToString();
+    bool resumed = false;
+    for (uint64_t p = next; p <= last; ++p) {
+      it->Seek(u64_key(p));
+      if (it->status().ok()) {
+        resumed = true;
+        break;
+      }
+      std::string v;
+      const rocksdb::Status g = h_->db->Get(rocksdb::ReadOptions(), h_->meta, u64_key(p), &v);
+      if (g.IsCorruption()) {
+        bad = std::make_pair(bad ? bad->first : p, p);
+        why = g.ToString();
+        continue;
+      }
+      if (!g.ok() && !g.IsNotFound()) return rocks_error(dir_, "reading metadata", g);
+      if (bad && !report(bad->first, bad->second, why)) return Status::ok();
+      bad.reset();
+      if (g.ok() && !deliver(u64_key(p), v)) return Status::ok();
+      next = p + 1;
+    }
+    if (bad && !report(bad->first, bad->second, why)) return Status::ok();
+    if (!resumed) {
+      it->Seek(u64_key(std::max(next, last + 1)));
+      if (!it->status().ok()) return rocks_error(dir_, "scanning metadata past a damaged block", it->status());
+    }
   }
-  if (!it->status().ok()) return rocks_error(dir_, "scanning metadata", it->status());
-  return Status::ok();
+}
+
+uint64_t ReplayStore::max_sst_key(rocksdb::ColumnFamilyHandle* cf) const {
+  rocksdb::ColumnFamilyMetaData md;
+  h_->db->GetColumnFamilyMetaData(cf, &md);
+  uint64_t hi = 0;
+  for (const auto& level : md.levels)
+    for (const auto& f : level.files)
+      if (auto k = decode_u64_key(f.largestkey)) hi = std::max(hi, *k);
+  return hi;
 }
 
 namespace {
@@ -730,6 +812,109 @@ Result<ReplayStats> ReplayStore::stats() const {
   return s;
 }
 
+std::vector<std::string> ReplayStore::open_errors() const {
+  std::vector<std::string> out;
+  if (!format_error_.empty()) out.push_back(format_error_);
+  out.insert(out.end(), load_errors_.begin(), load_errors_.end());
+  return out;
+}
+
+Result<ReplayAudit> ReplayStore::audit(const std::function<bool(const ReplayGroup&)>& fn) const {
+  ReplayAudit a;
+  uint64_t next = 1;  // the next seq to account for
+  Status err;
+  // Damaged seqs one after another with the same cause make one line of a.errors.
+  struct Stretch {
+    uint64_t first = 0, last = 0;
+    std::vector<uint64_t> ids;  // group ids known (from the metadata, else from the record)
+    std::string cause;
+  };
+  std::optional<Stretch> run;
+  auto flush = [&] {
+    if (!run) return;
+    const Stretch& r = *run;
+    std::string ids;
+    for (size_t i = 0; i < r.ids.size() && i < 8; ++i) ids += fmt::format("{}{}", i ? ", " : "", r.ids[i]);
+    if (r.ids.size() > 8) ids += ", …";
+    if (r.first == r.last)
+      a.errors.push_back(r.ids.empty() ? fmt::format("seq {}: {}", r.first, r.cause)
+                                       : fmt::format("group {} (seq {}): {}", ids, r.first, r.cause));
+    else
+      a.errors.push_back(fmt::format("seqs {}..{} ({} groups{}): {}", r.first, r.last, r.last - r.first + 1,
+                                     ids.empty() ? "" : "; group ids " + ids, r.cause));
+    run.reset();
+  };
+  auto damaged = [&](uint64_t first, uint64_t last, std::vector<uint64_t> ids, std::string cause) {
+    if (run && run->last + 1 == first && run->cause == cause) {
+      run->last = last;
+      run->ids.insert(run->ids.end(), ids.begin(), ids.end());
+      return;
+    }
+    flush();
+    run = Stretch{first, last, std::move(ids), std::move(cause)};
+  };
+  // Seqs FIRST..LAST whose metadata is lost: counted, named with the ids their records hold.
+  auto lost = [&](uint64_t first, uint64_t last, const std::string& cause) {
+    a.records += last - first + 1;
+    a.unreadable += last - first + 1;
+    std::vector<uint64_t> ids;
+    for (uint64_t q = first; q <= last && ids.size() < 9; ++q)
+      if (auto id = id_from_payload(q)) ids.push_back(*id);
+    damaged(first, last, std::move(ids), cause);
+  };
+  auto upto = [&](uint64_t seq) {  // seqs below SEQ that the scan did not see have no metadata
+    if (seq > next) lost(next, seq - 1, "no metadata (lost)");
+    next = std::max(next, seq + 1);
+  };
+  M1_RETURN_IF_ERROR(scan_meta(
+      0,
+      [&](Result<GroupMeta>&& m, std::string_view key) {
+        auto seq = decode_u64_key(key);
+        if (!seq) {
+          flush();
+          a.errors.push_back(m.status().message());  // a malformed key: no seq to count
+          return true;
+        }
+        upto(*seq);
+        if (!m) {
+          lost(*seq, *seq, "metadata does not decode: " + m.status().message());
+          return true;
+        }
+        a.records++;
+        rocksdb::PinnableSlice rec;
+        const rocksdb::Status st = h_->db->Get(rocksdb::ReadOptions(), h_->groups, key, &rec);
+        if (st.IsNotFound() || st.IsCorruption()) {
+          a.unreadable++;
+          damaged(*seq, *seq, {m->group_id}, st.IsNotFound() ? "record missing" : "record unreadable: " + st.ToString());
+          return true;
+        }
+        if (!st.ok()) {
+          err = rocks_error(dir_, "reading a group record", st);
+          return false;
+        }
+        ReplayGroup g;
+        g.meta = std::move(*m);
+        fill_group(g, rec.ToStringView());
+        if (g.integrity.empty()) {
+          a.intact++;
+        } else {
+          a.bad_payload++;
+          damaged(*seq, *seq, {g.meta.group_id},
+                  fmt::format("record fails verification ({}): {}", replay::status_name(g.meta.status), g.integrity));
+        }
+        return !fn || fn(g);
+      },
+      [&](uint64_t first, uint64_t last, const std::string& why) {
+        upto(first);
+        lost(first, last, "metadata unreadable: " + why);
+        next = last + 1;
+        return true;
+      }));
+  M1_RETURN_IF_ERROR(err);
+  flush();
+  return a;
+}
+
 Status ReplayStore::check_consistency() const {
   ReplayCounters want;
   Status err;
@@ -794,6 +979,129 @@ Status ReplayStore::check_consistency() const {
     if (have != v) fail(fmt::format("reason counter '{}' = {}, metadata has {}", k, have, v));
   }
   return err;
+}
+
+namespace {
+
+// A database opened read-only for check_replay_db; closed on destruction.
+struct ReadOnlyDb {
+  rocksdb::DB* db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status open(const std::string& dir, const std::vector<std::string>& cfs, rocksdb::WALRecoveryMode mode) {
+    rocksdb::DBOptions o;
+    o.paranoid_checks = true;
+    o.max_open_files = -1;  // every table opened (footer, index) at open
+    o.wal_recovery_mode = mode;
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const auto& n : cfs) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    return rocksdb::DB::OpenForReadOnly(o, dir, descs, &handles, &db);
+  }
+  ~ReadOnlyDb() {
+    if (!db) return;
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+};
+
+// "" when every block checksum of the table file PATH holds, else RocksDB's message (with the offset).
+std::string verify_table(const std::string& path) {
+  rocksdb::Options o;
+  rocksdb::SstFileReader r(o);
+  rocksdb::Status st = r.Open(path);
+  if (st.ok()) st = r.VerifyChecksum();
+  return st.ok() ? std::string() : st.ToString();
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+ReplayDbCheck check_replay_db(const std::string& dir, bool verify_tables) {
+  ReplayDbCheck r;
+  std::vector<std::string> tables, wals, strays;
+  for (const std::string& n : list_dir(dir)) {
+    if (ends_with(n, ".sst")) tables.push_back(n);
+    if (ends_with(n, ".log")) wals.push_back(n);
+    if (ends_with(n, ".sst") || ends_with(n, ".log") || n.rfind("MANIFEST-", 0) == 0) strays.push_back(n);
+  }
+  r.wal_files = wals.size();
+  if (!path_exists(path_join(dir, "CURRENT"))) {
+    if (!strays.empty())
+      r.damage.push_back(fmt::format("{}: holds {}{} but no CURRENT file: the database's file list is lost", dir,
+                                     strays[0], strays.size() > 1 ? fmt::format(" and {} more", strays.size() - 1) : ""));
+    return r;
+  }
+  r.exists = true;
+  std::vector<std::string> cfs;
+  rocksdb::Status st = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &cfs);
+  ReadOnlyDb strict, lax;
+  ReadOnlyDb* db = nullptr;
+  if (st.ok()) st = strict.open(dir, cfs, rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords);
+  if (st.ok()) {
+    db = &strict;
+  } else if (st.IsCorruption() && !cfs.empty() &&
+             lax.open(dir, cfs, rocksdb::WALRecoveryMode::kSkipAnyCorruptedRecords).ok()) {
+    // Only the WAL replay differs between the two opens: the WAL is damaged. Say where.
+    db = &lax;
+    r.wal_ok = false;
+    size_t named = 0;
+    for (const std::string& w : wals) {
+      auto bytes = read_file(path_join(dir, w));
+      const std::string where = bytes ? replay::find_wal_damage(*bytes) : bytes.status().message();
+      if (where.empty()) continue;
+      named++;
+      r.damage.push_back(fmt::format("WAL {}: {} (RocksDB refuses it: {})", w, where, st.ToString()));
+    }
+    if (named == 0)
+      r.damage.push_back(fmt::format("WAL (one of {}): RocksDB refuses it: {}", fmt::join(wals, ", "), st.ToString()));
+  }
+  if (!db) {
+    r.damage.push_back(fmt::format("{}: RocksDB cannot open the database: {}", dir, st.ToString()));
+    if (!verify_tables) return r;
+    for (const std::string& t : tables) {  // which table files are live is unknown: all of them
+      r.sst_files++;
+      if (std::string e = verify_table(path_join(dir, t)); !e.empty()) r.damage.push_back(fmt::format("SST {}: {}", t, e));
+    }
+    return r;
+  }
+  if (!verify_tables) return r;
+  std::vector<rocksdb::LiveFileMetaData> live;
+  db->db->GetLiveFilesMetaData(&live);
+  std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  for (const auto& f : live) {
+    const std::string path = f.db_path + (!f.name.empty() && f.name[0] == '/' ? "" : "/") + f.name;
+    const std::string e = verify_table(path);
+    if (!e.empty() && !path_exists(path)) continue;  // compacted away by a live writer since the open
+    r.sst_files++;
+    if (e.empty()) continue;
+    std::string keys;
+    auto lo = decode_u64_key(f.smallestkey), hi = decode_u64_key(f.largestkey);
+    if (lo && hi && (f.column_family_name == replay::kCfGroups || f.column_family_name == replay::kCfMeta))
+      keys = fmt::format(", seqs {}..{}", *lo, *hi);
+    std::string name = f.name;
+    if (!name.empty() && name[0] == '/') name.erase(0, 1);
+    r.damage.push_back(fmt::format("SST {} (column family {}, level {}{}): {}", name, f.column_family_name, f.level,
+                                   keys, e));
+  }
+  return r;
+}
+
+Status verify_replay_db(const std::string& dir) {
+  const ReplayDbCheck c = check_replay_db(dir, true);
+  if (c.ok()) return Status::ok();
+  std::string d = dir;
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  const std::string run = ends_with(d, "/replay") ? parent_dir(d) : d;
+  std::string lines;
+  for (const auto& e : c.damage) lines += "\n  " + e;
+  return Status::errorf(
+      "replay {}: the replay database fails RocksDB's own check, so the run does not resume on it (the "
+      "writer would drop or stop at the damaged records):{}\n"
+      "  name every damaged record:  m1rl replay check {}\n"
+      "  export the intact groups:   m1rl replay export {} --skip-damaged --out FILE",
+      dir, lines, run, run);
 }
 
 }  // namespace m1

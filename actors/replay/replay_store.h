@@ -25,9 +25,14 @@
 //    let a crash between the two reuse the groups of a completed step.
 //  - Corrupt metadata never crashes the store: take_batch quarantines it; inspection calls report
 //    an error naming the key.
+//  - Damage (a corrupt SST block, a corrupt WAL record) is never skipped silently: the writer's WAL
+//    recovery refuses any corrupt record but an incomplete last one (a write cut by a crash, never
+//    acknowledged), and check_replay_db() runs RocksDB's own checks before a resume.
 // Modes: read-write (one per directory; RocksDB's LOCK enforces it) or read_only, which opens a
 // RocksDB secondary instance: it works on a finished run and next to a live writer, and sees what
 // the writer acknowledged up to the last refresh(). Mutating calls fail in read_only mode.
+// read_only + salvage opens RocksDB's plain read-only mode instead, replaying the WAL past corrupt
+// records: a snapshot of what is still readable, for check and export of a damaged store.
 // Thread safety: none; one owner (the replay actor, or the `m1rl replay` command) calls it.
 #pragma once
 
@@ -62,6 +67,8 @@ struct ReplayOptions {
   uint32_t max_uses = 1;         // learner steps that may consume one group; ≥ 1. A property of
                                  // the run: reopening with less retires groups that reached it
   bool sync = true;              // fsync the WAL on every write (false only for benchmarks/tests)
+  bool salvage = false;          // read_only: plain read-only open skipping corrupt WAL records
+                                 // (kSkipAnyCorruptedRecords); a snapshot, refresh() does nothing
 };
 
 // A group handed out by take_batch or read by get(): its metadata and the JudgedGroup bytes.
@@ -110,6 +117,20 @@ struct TaskStats {
   uint32_t max_response_len = 0;
   double mean_reward() const { return groups ? reward_sum / double(groups) : 0; }
   double mean_response_len() const { return rollouts ? double(response_tokens) / double(rollouts) : 0; }
+};
+
+// What audit() found. Every seq from 1 to the newest one found is counted once: intact, or damaged
+// as one of the two kinds below.
+struct ReplayAudit {
+  uint64_t records = 0;      // groups (seqs) accounted for
+  uint64_t intact = 0;       // metadata and record read, the record verified (magic, checksum, decode, id)
+  uint64_t unreadable = 0;   // metadata or record RocksDB cannot read (corrupt block), metadata that does
+                             // not decode, or a seq with no metadata (lost): not passed to audit's FN
+  uint64_t bad_payload = 0;  // metadata fine, record read but failing verification: passed, flagged
+  uint64_t damaged() const { return records - intact; }
+  std::vector<std::string> errors;  // one line per damaged seq, or per stretch of consecutive seqs with
+                                    // one cause: "group ID (seq S): why" / "seqs A..B (N groups; group
+                                    // ids …): why" (ids from the metadata, else the record; first 8)
 };
 
 struct ReplayStats {
@@ -175,6 +196,24 @@ class ReplayStore {
   // Full audit: every meta entry decodes; status/uses invariants hold; the pending and consumed
   // indexes and the durable counters agree with the metadata; ids map to their seqs.
   Status check_consistency() const;
+  // Reads every group past storage damage: calls FN (when set) in append order with each group whose
+  // metadata and record are readable, verified (integrity "") or not (integrity says why, as get());
+  // counts and names the rest. The metadata scan is the only iteration: a RocksDB iterator stops at
+  // the first corrupt block (status Corruption), so the scan steps over that stretch one seq at a
+  // time with point reads (which also find a newer intact version of a key kept in another file)
+  // and seeks on after it; records are point reads. FN returning false stops the scan.
+  // Limits (what cannot be salvaged): every record in a corrupt data block (~4 KiB: a few groups, or
+  // dozens of metadata entries); a group whose metadata is lost is named by seq and, when its record
+  // is readable, by the group id in it, but is not passed to FN (its status and uses are unknown);
+  // every record of a table file whose footer or index is damaged (RocksDB cannot open the file);
+  // everything when the MANIFEST is damaged (no open works; RocksDB's RepairDB, not run here, can
+  // rebuild one from the table files, on a copy). Groups lost with damaged WAL records are counted
+  // only when a later record survived (a gap in the seqs); a lost WAL tail cannot be counted.
+  // Errors: only failures that are not damage (I/O).
+  Result<ReplayAudit> audit(const std::function<bool(const ReplayGroup&)>& fn = nullptr) const;
+  // read_only: what open could not read but opened past (corrupt counters, an unreadable newest
+  // metadata entry); empty when everything loaded. A writer fails to open instead.
+  std::vector<std::string> open_errors() const;
 
   const std::string& dir() const { return dir_; }
   const ReplayOptions& options() const { return opts_; }
@@ -195,7 +234,13 @@ class ReplayStore {
   Result<GroupMeta> read_meta(uint64_t seq) const;
   Result<ReplayGroup> read_group(const GroupMeta& m) const;
   std::string verify_payload(const GroupMeta& m, std::string_view record, msg::Bytes* out) const;
-  Status scan_meta(uint64_t after_seq, const std::function<bool(Result<GroupMeta>&&, std::string_view)>& fn) const;
+  void fill_group(ReplayGroup& g, std::string_view record) const;  // integrity and bytes from RECORD
+  // Calls FN with every meta entry after AFTER_SEQ in key order, stepping over corrupt blocks (see
+  // audit()): each stretch of seqs RocksDB cannot read goes to DAMAGED(first, last, why), or, when
+  // DAMAGED is not set, to FN as one error naming the stretch (key "").
+  Status scan_meta(uint64_t after_seq, const std::function<bool(Result<GroupMeta>&&, std::string_view)>& fn,
+                   const std::function<bool(uint64_t, uint64_t, const std::string&)>& damaged = nullptr) const;
+  uint64_t max_sst_key(rocksdb::ColumnFamilyHandle* cf) const;
 
   std::string dir_;
   ReplayOptions opts_;
@@ -204,7 +249,37 @@ class ReplayStore {
   uint64_t next_seq_ = 1;
   ReplayCounters counters_;
   std::unordered_map<uint64_t, Lease> leases_;  // seq → lease (memory only)
+  std::string format_error_;                    // read_only: see open_errors()
+  std::vector<std::string> load_errors_;        // read_only, from the last load_state()
 };
+
+// RocksDB's own check of the database in DIR, read-only (DIR is not changed, no LOCK is taken).
+// Why not just open it: RocksDB's default WAL recovery (kPointInTimeRecovery, which the writer used)
+// stops at a corrupt record and drops it and every acknowledged write after it without an error,
+// and the secondary instance of the readers refuses a bad checksum but takes a bad length for the
+// end of the log; neither reads a table block until asked, so a corrupt block goes unnoticed.
+//  1. open read-only, replaying the WAL with kTolerateCorruptedTailRecords: a corrupt record fails
+//     (the damaged .log is named with the offset, replay::find_wal_damage), an incomplete last
+//     record does not; a damaged MANIFEST or an SST whose footer/index cannot be read fails the open;
+//  2. VERIFY_TABLES: every block checksum of every live SST file (SstFileReader::VerifyChecksum per
+//     file, so each damaged file is named, with its column family and RocksDB's block offset).
+// Cost: one read of the WAL and (VERIFY_TABLES) of every table file. On a live run a file the writer
+// removes during the check can fail it (run it again); the answer is definitive on a stopped run.
+struct ReplayDbCheck {
+  bool exists = false;                // DIR holds a RocksDB database (a CURRENT file)
+  bool wal_ok = true;                 // every WAL record replayed (an incomplete last one aside)
+  uint64_t sst_files = 0;             // table files verified
+  uint64_t wal_files = 0;             // .log files present
+  std::vector<std::string> damage;    // one line per damaged file or failed step, naming the file
+  bool ok() const { return damage.empty(); }
+};
+ReplayDbCheck check_replay_db(const std::string& dir, bool verify_tables = true);
+
+// For a resume (`m1rl run`), before ReplayStore::open: ok when DIR holds no database yet or
+// check_replay_db(DIR) passes; else an error naming DIR and the damage, with the commands that
+// name every damaged record (m1rl replay check RUN) and export the intact ones (m1rl replay export
+// RUN --skip-damaged --out FILE), RUN being DIR's parent when DIR is RUN/replay.
+Status verify_replay_db(const std::string& dir);
 
 // Durable append throughput: GROUPS synthetic groups (8 rollouts × 64 tokens each) appended
 // PER_COMMIT at a time (one synced WriteBatch per call) into a fresh store at DIR, which must not

@@ -1,10 +1,14 @@
-// m1rl replay stats|ls|show|tail|export RUN: the replay buffer of a live run (read-only, through a
-// RocksDB secondary instance) or of a finished one. RUN is a run directory (RUN/replay) or the
+// m1rl replay stats|ls|show|tail|export|check RUN: the replay buffer of a live run (read-only, through
+// a RocksDB secondary instance) or of a finished one. RUN is a run directory (RUN/replay) or the
 // replay directory itself. --json on each.
+// Damage: stats, check and export run RocksDB's own check first (check_replay_db); a damaged WAL
+// makes them read a salvage snapshot (ReplayOptions::salvage) instead of the secondary, which would
+// refuse it or stop at it. check and export then read every record past damaged blocks (audit()).
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -38,12 +42,44 @@ int fail(const Status& s) {
   return 1;
 }
 
-Result<std::unique_ptr<ReplayStore>> open_ro(const std::string& run) {
-  std::string dir = path_exists(path_join(run, "replay")) ? path_join(run, "replay") : run;
-  if (!path_exists(dir)) return Status::errorf("{}: no replay buffer here (expected RUN/replay)", run);
+// The replay database of RUN: RUN/replay, or RUN itself when it is one. Errors name RUN.
+Result<std::string> replay_dir(const std::string& run) {
+  std::error_code ec;
+  if (!std::filesystem::exists(run, ec))
+    return Status::errorf("{}: not an m1rl run directory (no such file or directory)", run);
+  if (!std::filesystem::is_directory(run, ec)) return Status::errorf("{}: not an m1rl run directory (not a directory)", run);
+  const std::string sub = path_join(run, "replay");
+  if (path_exists(path_join(sub, "CURRENT"))) return sub;
+  if (path_exists(path_join(run, "CURRENT"))) return run;  // the replay directory itself
+  if (std::filesystem::is_directory(sub, ec)) {
+    const ReplayDbCheck c = check_replay_db(sub, false);  // names leftover table/log files, if any
+    return Status::errorf("{}: not an m1rl run directory (replay/ holds no database: no CURRENT file){}", run,
+                          c.damage.empty() ? "" : "; " + c.damage[0]);
+  }
+  return Status::errorf("{}: not an m1rl run directory (no replay/ database)", run);
+}
+
+// Opens DIR (RUN's replay database) read-only: a secondary instance, or a salvage snapshot.
+Result<std::unique_ptr<ReplayStore>> open_dir(const std::string& run, const std::string& dir, bool salvage) {
   ReplayOptions o;
   o.read_only = true;
-  return ReplayStore::open(dir, o);
+  o.salvage = salvage;
+  auto s = ReplayStore::open(dir, o);
+  if (!s.is_ok() && s.status().message().find("Corruption") != std::string::npos)
+    return Status::error(s.status().message() + fmt::format(" (the database is damaged: `m1rl replay check {}` names "
+                                                            "the damage)", run));
+  return s;
+}
+
+Result<std::unique_ptr<ReplayStore>> open_ro(const std::string& run) {
+  M1_ASSIGN_OR_RETURN(std::string dir, replay_dir(run));
+  return open_dir(run, dir, false);
+}
+
+// Prints LINES to stderr, two-space indented, at most MAX of them.
+void print_lines(const std::vector<std::string>& lines, size_t max) {
+  for (size_t i = 0; i < lines.size() && i < max; ++i) std::fprintf(stderr, "  %s\n", lines[i].c_str());
+  if (lines.size() > max) std::fprintf(stderr, "  … and %zu more (m1rl replay check --json lists all)\n", lines.size() - max);
 }
 
 json meta_json(const GroupMeta& m) {
@@ -101,11 +137,24 @@ void print_meta_line(const GroupMeta& m) {
 }  // namespace
 
 int replay_stats(const std::string& run, bool as_json) {
-  auto s = open_ro(run);
-  if (!s.is_ok()) return fail(s.status());
+  auto dir = replay_dir(run);
+  if (!dir.is_ok()) return fail(dir.status());
+  // stats() reads only the metadata: RocksDB's check covers the records, the indexes and the WAL.
+  const ReplayDbCheck chk = check_replay_db(*dir);
+  auto s = open_dir(run, *dir, !chk.wal_ok);
+  if (!s.is_ok()) {
+    if (chk.ok()) return fail(s.status());
+    std::fprintf(stderr, "m1rl: error: replay %s is damaged (%s):\n", dir->c_str(), s.status().message().c_str());
+    print_lines(chk.damage, 50);
+    return 1;
+  }
   auto st = s.value()->stats();
   if (!st.is_ok()) return fail(st.status());
-  const ReplayStats& x = st.value();
+  ReplayStats x = std::move(st).value();
+  std::vector<std::string> errors = chk.damage;
+  for (auto& e : s.value()->open_errors()) errors.push_back(e);
+  errors.insert(errors.end(), x.errors.begin(), x.errors.end());
+  x.errors = std::move(errors);
   json j;
   j["total"] = x.total;
   j["by_status"] = {{"pending", x.by_status[0]}, {"consumed", x.by_status[1]}, {"dropped", x.by_status[2]},
@@ -122,9 +171,10 @@ int replay_stats(const std::string& run, bool as_json) {
   j["groups_by_version"] = gv;
   j["by_task"] = bt;
   j["errors"] = x.errors;
+  const int rc = x.errors.empty() ? 0 : 1;
   if (as_json) {
     std::printf("%s\n", dumps(j, 2).c_str());
-    return 0;
+    return rc;
   }
   std::printf("groups %llu: pending %llu, consumed %llu, dropped %llu, quarantined %llu\n",
               (unsigned long long)x.total, (unsigned long long)x.by_status[0], (unsigned long long)x.by_status[1],
@@ -138,7 +188,9 @@ int replay_stats(const std::string& run, bool as_json) {
     std::printf("task %-8s groups %llu  reward %.3f  length mean %.1f max %u\n", k.c_str(),
                 (unsigned long long)v.groups, v.mean_reward(), v.mean_response_len(), v.max_response_len);
   for (auto& e : x.errors) std::printf("error: %s\n", e.c_str());
-  return 0;
+  if (rc) std::fprintf(stderr, "m1rl: error: replay %s is damaged (%zu error(s)); `m1rl replay check %s` names every "
+                       "damaged record\n", dir->c_str(), x.errors.size(), run.c_str());
+  return rc;
 }
 
 int replay_ls(const std::string& run, const ReplayLsArgs& a, bool as_json) {
@@ -219,23 +271,123 @@ int replay_tail(const std::string& run, bool as_json, bool follow, int limit) {
   }
 }
 
-int replay_export(const std::string& run, const std::string& out) {
-  auto s = open_ro(run);
-  if (!s.is_ok()) return fail(s.status());
+int replay_export(const std::string& run, const std::string& out, bool skip_damaged) {
+  auto dir = replay_dir(run);
+  if (!dir.is_ok()) return fail(dir.status());
+  const std::string hint = fmt::format("`m1rl replay check {}` names every damaged record", run);
+  const ReplayDbCheck chk = check_replay_db(*dir, false);  // the WAL; table blocks are read below
+  if (!chk.ok() && !skip_damaged) {
+    std::fprintf(stderr, "m1rl: error: replay %s is damaged; nothing exported:\n", dir->c_str());
+    print_lines(chk.damage, 20);
+    std::fprintf(stderr, "  export the intact groups with --skip-damaged; %s\n", hint.c_str());
+    return 1;
+  }
+  auto s = open_dir(run, *dir, !chk.wal_ok);
+  if (!s.is_ok()) {
+    if (chk.ok()) return fail(s.status());
+    std::fprintf(stderr, "m1rl: error: replay %s is damaged beyond reading (%s); nothing exported:\n", dir->c_str(),
+                 s.status().message().c_str());
+    print_lines(chk.damage, 20);
+    return 1;
+  }
   std::string text;
-  ReplayFilter f;
-  f.limit = 0;
-  Status st = s.value()->for_each(f, [&](const ReplayGroup& g) {
+  uint64_t lines = 0;
+  auto a = s.value()->audit([&](const ReplayGroup& g) {
     text += dumps(group_json(g, true)) + "\n";
+    lines++;
     return true;
   });
-  if (!st.is_ok()) return fail(st);
+  if (!a.is_ok()) return fail(a.status());
+  if (a->unreadable > 0 && !skip_damaged) {
+    std::fprintf(stderr, "m1rl: error: replay %s: %llu of %llu groups are damaged; nothing exported:\n",
+                 dir->c_str(), (unsigned long long)a->unreadable, (unsigned long long)a->records);
+    print_lines(a->errors, 20);
+    std::fprintf(stderr, "  export the intact groups with --skip-damaged; %s\n", hint.c_str());
+    return 1;
+  }
   if (out.empty() || out == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  } else if (Status w = write_file_atomic(out, text); !w.is_ok()) {
+    return fail(w);
+  }
+  if (skip_damaged) {
+    const std::string flagged =
+        a->bad_payload ? fmt::format(" ({} of them with a record failing verification, flagged in \"integrity\")",
+                                     a->bad_payload)
+                       : "";
+    std::fprintf(stderr, "m1rl replay export: %llu groups exported%s, %llu damaged groups skipped%s\n",
+                 (unsigned long long)lines, flagged.c_str(), (unsigned long long)a->unreadable,
+                 a->errors.empty() && chk.ok() ? "" : ":");
+    std::vector<std::string> why = chk.damage;
+    if (!chk.wal_ok) why.push_back("groups newer than any read here that only a damaged WAL record held are not counted");
+    why.insert(why.end(), a->errors.begin(), a->errors.end());
+    print_lines(why, 50);
+  }
+  return 0;
+}
+
+int replay_check(const std::string& run, bool as_json) {
+  auto dir = replay_dir(run);
+  if (!dir.is_ok()) return fail(dir.status());
+  const ReplayDbCheck chk = check_replay_db(*dir);
+  std::vector<std::string> errors = chk.damage;
+  ReplayAudit a;
+  bool audited = false;
+  ReplayOptions o;
+  o.read_only = true;
+  o.salvage = !chk.wal_ok;
+  auto s = ReplayStore::open(*dir, o);
+  if (!s.is_ok()) {
+    errors.push_back("records not checked: " + s.status().message());
+  } else {
+    for (auto& e : s.value()->open_errors()) errors.push_back(e);
+    auto r = s.value()->audit();
+    if (!r.is_ok()) {
+      errors.push_back("records not checked: " + r.status().message());
+    } else {
+      a = std::move(r).value();
+      audited = true;
+      errors.insert(errors.end(), a.errors.begin(), a.errors.end());
+    }
+  }
+  const bool ok = errors.empty();
+  if (as_json) {
+    json j = {{"ok", ok},
+              {"dir", *dir},
+              {"records", a.records},
+              {"intact", a.intact},
+              {"damaged", a.damaged()},
+              {"unreadable", a.unreadable},
+              {"bad_payload", a.bad_payload},
+              {"records_checked", audited},
+              {"sst_files", chk.sst_files},
+              {"wal_files", chk.wal_files},
+              {"wal_ok", chk.wal_ok},
+              {"damaged_files", chk.damage},
+              {"errors", errors}};
+    std::printf("%s\n", dumps(j, 2).c_str());
+    return ok ? 0 : 1;
+  }
+  if (ok) {
+    std::printf("replay %s: ok: %llu groups, all intact; %llu table files and the WAL (%llu files) pass RocksDB's "
+                "checks\n", dir->c_str(), (unsigned long long)a.records, (unsigned long long)chk.sst_files,
+                (unsigned long long)chk.wal_files);
     return 0;
   }
-  Status w = write_file_atomic(out, text);
-  return w.is_ok() ? 0 : fail(w);
+  std::printf("replay %s: DAMAGED\n", dir->c_str());
+  std::printf("files: %llu table files checked, WAL %s; %zu damaged file(s) or failed step(s)\n",
+              (unsigned long long)chk.sst_files, chk.wal_ok ? "ok" : "DAMAGED", chk.damage.size());
+  if (audited)
+    std::printf("records: %llu groups: %llu intact, %llu damaged (%llu unreadable or lost, %llu with a record failing "
+                "verification)\n", (unsigned long long)a.records, (unsigned long long)a.intact,
+                (unsigned long long)a.damaged(), (unsigned long long)a.unreadable, (unsigned long long)a.bad_payload);
+  const size_t max = 200;
+  for (size_t i = 0; i < errors.size() && i < max; ++i) std::printf("  %s\n", errors[i].c_str());
+  if (errors.size() > max) std::printf("  … and %zu more (--json lists all)\n", errors.size() - max);
+  if (audited && a.intact > 0)
+    std::printf("export the intact groups: m1rl replay export %s --skip-damaged --out FILE\n", run.c_str());
+  return 1;
 }
 
 }  // namespace m1::cli

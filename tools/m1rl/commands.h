@@ -31,7 +31,11 @@ int replay_stats(const std::string& run, bool json);
 int replay_ls(const std::string& run, const ReplayLsArgs& a, bool json);
 int replay_show(const std::string& run, uint64_t group_id, bool json);
 int replay_tail(const std::string& run, bool json, bool follow, int limit);
-int replay_export(const std::string& run, const std::string& out);
+// Without SKIP_DAMAGED an export that meets damage fails (exit 1) and writes nothing; with it, the
+// intact groups are written and the damaged ones counted and named on stderr (exit 0).
+int replay_export(const std::string& run, const std::string& out, bool skip_damaged);
+// RocksDB's own checks, then every record decoded; exit 0 all intact, 1 damage (named).
+int replay_check(const std::string& run, bool json);
 int run(const std::string& config, const std::string& run_dir, bool allow_config_change);
 int eval(const std::string& dir, const std::string& tasks, int min_d, int max_d, int n, uint64_t seed, int max_new);
 

@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
     auto* rp = app.add_subcommand("replay", "inspect the replay buffer of a live or finished run (read-only)");
     rp->require_subcommand(1);
     static std::string run, out;
-    static bool json = false, follow = false;
+    static bool json = false, follow = false, skip_damaged = false;
     static m1::cli::ReplayLsArgs ls;
     static uint64_t group = 0;
     static int tail_n = 20;
@@ -238,7 +238,13 @@ int main(int argc, char** argv) {
     ex->add_option("RUN", run, "run directory")->required();
     ex->add_option("--out", out, "output file (default stdout)");
     ex->add_flag("--json", json, "JSONL (the only format; accepted for symmetry)");
-    ex->callback([&] { rc = m1::cli::replay_export(run, out); });
+    ex->add_flag("--skip-damaged", skip_damaged,
+                 "export the intact groups of a damaged store; count and name the damaged ones on stderr");
+    ex->callback([&] { rc = m1::cli::replay_export(run, out, skip_damaged); });
+    auto* ck = rp->add_subcommand("check", "RocksDB's own checksums, then every record decoded; exit 1 names damage");
+    ck->add_option("RUN", run, "run directory")->required();
+    ck->add_flag("--json", json);
+    ck->callback([&] { rc = m1::cli::replay_check(run, json); });
   }
   {
     auto* c = app.add_subcommand("eval", "held-out accuracy of a model on built-in tasks");
