@@ -86,7 +86,7 @@ json meta_json(const GroupMeta& m) {
   return {{"group_id", m.group_id},       {"seq", m.seq},
           {"status", status_name(m.status)}, {"reason", m.reason},
           {"task", m.task},               {"min_version", m.min_version},
-          {"max_version", m.max_version}, {"reward_mean", m.reward_mean},
+          {"max_version", m.max_version}, {"reward_shaped_mean", m.reward_mean},
           {"reward_std", m.reward_std},   {"size", m.size},
           {"response_tokens", m.response_tokens}, {"consumed_by_steps", m.steps}};
 }
@@ -106,7 +106,7 @@ json group_json(const ReplayGroup& g, bool decode_text) {
     std::vector<int> t;
     if (d->tokens()) t.assign(d->tokens()->begin(), d->tokens()->end());
     json x = {{"index", d->index()}, {"rollout_id", d->rollout_id()}, {"tokens", t},
-              {"finish", wire::finish_name(d->finish())}, {"reward", d->reward()},
+              {"finish", wire::finish_name(d->finish())}, {"reward_shaped", d->reward()},
               {"format_reward", d->format_reward()}, {"advantage", d->advantage()},
               {"reason", d->reason() ? d->reason()->str() : ""}};
     if (decode_text) x["text"] = tok.decode(t);
@@ -129,7 +129,7 @@ json group_json(const ReplayGroup& g, bool decode_text) {
 }
 
 void print_meta_line(const GroupMeta& m) {
-  std::printf("%20llu  %-11s %-6s v%llu..%llu  reward %.3f  size %u  %s\n", (unsigned long long)m.group_id,
+  std::printf("%20llu  %-11s %-6s v%llu..%llu  reward_shaped %.3f  size %u  %s\n", (unsigned long long)m.group_id,
               status_name(m.status), m.task.c_str(), (unsigned long long)m.min_version,
               (unsigned long long)m.max_version, m.reward_mean, m.size, m.reason.c_str());
 }
@@ -165,7 +165,7 @@ int replay_stats(const std::string& run, bool as_json) {
   for (auto& [k, v] : x.staleness_at_use) sh[std::to_string(k)] = v;
   for (auto& [k, v] : x.groups_by_version) gv[std::to_string(k)] = v;
   for (auto& [k, v] : x.by_task)
-    bt[k] = {{"groups", v.groups}, {"rollouts", v.rollouts}, {"reward_mean", v.mean_reward()},
+    bt[k] = {{"groups", v.groups}, {"rollouts", v.rollouts}, {"reward_shaped_mean", v.mean_reward()},
              {"length_mean", v.mean_response_len()}, {"length_max", v.max_response_len}};
   j["staleness_histogram"] = sh;
   j["groups_by_version"] = gv;
@@ -176,16 +176,18 @@ int replay_stats(const std::string& run, bool as_json) {
     std::printf("%s\n", dumps(j, 2).c_str());
     return rc;
   }
-  std::printf("groups %llu: pending %llu, consumed %llu, dropped %llu, quarantined %llu\n",
+  std::printf("groups %llu: pending %llu, consumed %llu, dropped_in_replay %llu, quarantined %llu\n",
               (unsigned long long)x.total, (unsigned long long)x.by_status[0], (unsigned long long)x.by_status[1],
               (unsigned long long)x.by_status[2], (unsigned long long)x.by_status[3]);
+  std::printf("  (stored groups only: groups the sampler dropped before replay, for zero variance or dead letters,\n"
+              "   are counted in metrics.jsonl as dropped_zero_variance and dropped_fraction)\n");
   for (auto& [k, v] : x.reasons) std::printf("  dropped/quarantined: %-40s %llu\n", k.c_str(), (unsigned long long)v);
   std::printf("versions %llu..%llu\n", (unsigned long long)x.min_version, (unsigned long long)x.max_version);
   std::printf("staleness at use:");
   for (auto& [k, v] : x.staleness_at_use) std::printf(" %llu:%llu", (unsigned long long)k, (unsigned long long)v);
   std::printf("\n");
   for (auto& [k, v] : x.by_task)
-    std::printf("task %-8s groups %llu  reward %.3f  length mean %.1f max %u\n", k.c_str(),
+    std::printf("task %-8s groups %llu  reward_shaped %.3f  length mean %.1f max %u\n", k.c_str(),
                 (unsigned long long)v.groups, v.mean_reward(), v.mean_response_len(), v.max_response_len);
   for (auto& e : x.errors) std::printf("error: %s\n", e.c_str());
   if (rc) std::fprintf(stderr, "m1rl: error: replay %s is damaged (%zu error(s)); `m1rl replay check %s` names every "
@@ -238,8 +240,8 @@ int replay_show(const std::string& run, uint64_t group_id, bool as_json) {
               j.value("reference", "").c_str(), j["integrity"].get<std::string>().c_str());
   if (j.contains("rollouts"))
     for (auto& r : j["rollouts"]) {
-      std::printf("  [%d] %-10s reward %.2f adv %+.3f  %s\n      tokens %s\n      logprobs %s\n      versions %s\n      %s\n",
-                  r["index"].get<int>(), r["finish"].get<std::string>().c_str(), r["reward"].get<double>(),
+      std::printf("  [%d] %-10s reward_shaped %.2f adv %+.3f  %s\n      tokens %s\n      logprobs %s\n      versions %s\n      %s\n",
+                  r["index"].get<int>(), r["finish"].get<std::string>().c_str(), r["reward_shaped"].get<double>(),
                   r["advantage"].get<double>(), r["text"].get<std::string>().c_str(), dumps(r["tokens"]).c_str(),
                   dumps(r["behavior_logprobs"]).c_str(), dumps(r["versions"]).c_str(),
                   r["reason"].get<std::string>().c_str());

@@ -210,29 +210,31 @@ int main(int argc, char** argv) {
     static int tail_n = 20;
     auto* st = rp->add_subcommand("stats", "counts by status and drop reason, staleness, reward and length by task");
     st->add_option("RUN", run, "run directory")->required();
-    st->add_flag("--json", json);
+    st->add_flag("--json", json, "print JSON");
     st->callback([&] { rc = m1::cli::replay_stats(run, json); });
     auto* l = rp->add_subcommand("ls", "list groups");
     l->add_option("RUN", run, "run directory")->required();
     l->add_option("--status", ls.status, "pending|consumed|dropped|quarantined");
-    l->add_option("--task", ls.task);
-    l->add_option("--min-version", ls.min_version);
-    l->add_option("--max-version", ls.max_version);
-    l->add_option("--min-reward", ls.min_reward);
-    l->add_option("--max-reward", ls.max_reward);
-    l->add_option("--limit", ls.limit)->check(CLI::Range(0, 100000000));
-    l->add_flag("--json", json);
+    l->add_option("--task", ls.task, "only this task (\"\" = all)");
+    l->add_option("--min-version", ls.min_version, "only groups whose newest token version is >= this");
+    l->add_option("--max-version", ls.max_version, "only groups whose oldest token version is <= this");
+    l->add_option("--min-reward", ls.min_reward, "only groups whose mean shaped reward is >= this")
+        ->check(finite_in(-1e30, 1e30));
+    l->add_option("--max-reward", ls.max_reward, "only groups whose mean shaped reward is <= this")
+        ->check(finite_in(-1e30, 1e30));
+    l->add_option("--limit", ls.limit, "at most this many groups (0 = all)")->check(CLI::Range(0, 100000000));
+    l->add_flag("--json", json, "print JSON");
     l->callback([&] { rc = m1::cli::replay_ls(run, ls, json); });
     auto* sh = rp->add_subcommand("show", "every rollout of one group, decoded");
     sh->add_option("RUN", run, "run directory")->required();
     sh->add_option("GROUP", group, "group id")->required();
-    sh->add_flag("--json", json);
+    sh->add_flag("--json", json, "print JSON");
     sh->callback([&] { rc = m1::cli::replay_show(run, group, json); });
     auto* tl = rp->add_subcommand("tail", "the newest groups; --follow for new ones as they arrive");
     tl->add_option("RUN", run, "run directory")->required();
-    tl->add_option("-n", tail_n, "how many to show first");
-    tl->add_flag("--follow,-f", follow);
-    tl->add_flag("--json", json);
+    tl->add_option("-n", tail_n, "how many to show first")->check(CLI::Range(0, 100000000));
+    tl->add_flag("--follow,-f", follow, "keep printing new groups as they arrive (Ctrl-C ends)");
+    tl->add_flag("--json", json, "print JSON lines");
     tl->callback([&] { rc = m1::cli::replay_tail(run, json, follow, tail_n); });
     auto* ex = rp->add_subcommand("export", "every group as JSONL");
     ex->add_option("RUN", run, "run directory")->required();
@@ -243,7 +245,7 @@ int main(int argc, char** argv) {
     ex->callback([&] { rc = m1::cli::replay_export(run, out, skip_damaged); });
     auto* ck = rp->add_subcommand("check", "RocksDB's own checksums, then every record decoded; exit 1 names damage");
     ck->add_option("RUN", run, "run directory")->required();
-    ck->add_flag("--json", json);
+    ck->add_flag("--json", json, "print JSON");
     ck->callback([&] { rc = m1::cli::replay_check(run, json); });
   }
   {
