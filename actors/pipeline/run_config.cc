@@ -1,6 +1,7 @@
 #include "actors/pipeline/run_config.h"
 
 #include "actors/pipeline/actors.h"
+#include "actors/staleness.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "model/config.h"
@@ -19,7 +20,7 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   M1_ASSIGN_OR_RETURN(int64_t seed, t.get_int("run.seed", 1, 0, INT64_MAX));
   c.seed = uint64_t(seed);
   M1_ASSIGN_OR_RETURN(int64_t steps, t.get_int("run.steps", 50, 1, 100000000));
-  M1_ASSIGN_OR_RETURN(int64_t ms, t.get_int("run.max_staleness", 1, 0, 1000));
+  M1_ASSIGN_OR_RETURN(int64_t ms, t.get_int("run.max_staleness", int64_t(kDefaultMaxStaleness), 0, 1000));
   M1_ASSIGN_OR_RETURN(c.max_seconds, t.get_double("run.max_seconds", 0, 0, 1e9));
   M1_ASSIGN_OR_RETURN(int64_t ck, t.get_int("run.checkpoint_every", 5, 1, 100000000));
   M1_ASSIGN_OR_RETURN(int64_t ev, t.get_int("run.eval_every", 10, 0, 100000000));

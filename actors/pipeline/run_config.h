@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/staleness.h"
 #include "base/status.h"
 #include "model/objectives.h"
 #include "model/sft.h"
@@ -22,7 +23,7 @@ struct RunConfig {
   int steps = 50;                 // run.steps: learner batches (= published versions) to train
   double max_seconds = 0;         // run.max_seconds: RL wall-clock budget over all incarnations
                                   // (0 = none); reaching it stops like Ctrl-C, after a final eval
-  int max_staleness = 1;          // run.max_staleness (0 = synchronous RL)
+  int max_staleness = int(kDefaultMaxStaleness);  // run.max_staleness (actors/staleness.h)
   int checkpoint_every = 5;       // run.checkpoint_every (learner steps)
   int eval_every = 10;            // run.eval_every (learner steps; 0 = only at start and end)
   int eval_examples = 100;        // run.eval_examples

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "actors/replay/replay_format.h"
+#include "actors/staleness.h"
 #include "base/status.h"
 #include "messages/codec.h"
 
@@ -63,7 +64,7 @@ using replay::GroupMeta;
 struct ReplayOptions {
   bool read_only = false;        // open as a RocksDB secondary (inspection; live or finished run)
   std::string secondary_dir;     // read_only: the secondary's own files; "" = a temp dir, removed on close
-  uint64_t max_staleness = 4;    // versions; RL.md's rule (0 = synchronous RL)
+  uint64_t max_staleness = kDefaultMaxStaleness;  // versions; RL.md's rule (actors/staleness.h)
   uint32_t max_uses = 1;         // learner steps that may consume one group; ≥ 1. A property of
                                  // the run: reopening with less retires groups that reached it
   bool sync = true;              // fsync the WAL on every write (false only for benchmarks/tests)

@@ -56,6 +56,7 @@
 #include "actors/sampler/health.h"
 #include "actors/sampler/prompt_source.h"
 #include "actors/sampler/shaping.h"
+#include "actors/staleness.h"
 #include "base/rng.h"
 #include "base/status.h"
 
@@ -64,7 +65,7 @@ namespace m1 {
 struct SamplerOptions {
   uint32_t group_size = 8;        // G, in [1, 4096]
   uint32_t batch_groups = 4;      // accepted groups per training batch, ≥ 1
-  uint64_t max_staleness = 0;     // 0 = synchronous RL
+  uint64_t max_staleness = kDefaultMaxStaleness;  // actors/staleness.h (0 = synchronous RL)
   double oversample = 1.0;        // ≥ 1, finite (see the admission rule above)
   // Batches issued ahead of the learner's: the quota uses min(lookahead, max_staleness) in place
   // of max_staleness. The staleness bound stays max_staleness (replay enforces it); a smaller

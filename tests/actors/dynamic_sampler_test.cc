@@ -70,6 +70,7 @@ struct Pending {
 
 TEST_CASE("sampler: options are validated") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   CHECK(o.validate().is_ok());
   o.group_size = 0;
   CHECK_FALSE(DynamicSampler::create(o, add_curriculum(), LengthWindows::fixed(8)).is_ok());
@@ -96,6 +97,7 @@ TEST_CASE("sampler: options are validated") {
 
 TEST_CASE("sampler: groups of G requests with unique ids and deterministic seeds") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 4;
   o.batch_groups = 3;
   o.seed = 42;
@@ -138,6 +140,7 @@ TEST_CASE("sampler: groups of G requests with unique ids and deterministic seeds
 
 TEST_CASE("sampler: a complete group gets GRPO advantages of R") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 4;
   o.batch_groups = 1;
   DynamicSampler s = make_sampler(o);
@@ -177,6 +180,7 @@ TEST_CASE("sampler: a complete group gets GRPO advantages of R") {
 
 TEST_CASE("sampler: bad verdicts are errors, duplicates are ignored") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 2;
   DynamicSampler s = make_sampler(o);
   const IssuedGroup g = s.issue()->at(0);
@@ -197,6 +201,7 @@ TEST_CASE("sampler: bad verdicts are errors, duplicates are ignored") {
 
 TEST_CASE("sampler: zero-variance groups are dropped, counted, and replaced (oversampling)") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 3;
   o.batch_groups = 2;
   DynamicSampler s = make_sampler(o);
@@ -236,6 +241,7 @@ TEST_CASE("sampler: zero-variance groups are dropped, counted, and replaced (ove
 
 TEST_CASE("sampler: a dead-lettered rollout drops its group with the reason") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 3;
   o.batch_groups = 1;
   DynamicSampler s = make_sampler(o);
@@ -271,6 +277,7 @@ TEST_CASE("sampler: a dead-lettered rollout drops its group with the reason") {
 
 TEST_CASE("sampler: with await_persistence a group is accepted only once replay acknowledges it") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 2;
   o.batch_groups = 2;
   o.await_persistence = true;
@@ -325,6 +332,7 @@ TEST_CASE("sampler: simulated run with persistence failures keeps the admission 
   for (uint64_t seed = 1; seed <= 5; ++seed) {
     INFO("seed " << seed);
     SamplerOptions o;
+    o.max_staleness = 0;  // synchronous unless the test says otherwise
     o.group_size = 3;
     o.batch_groups = 2;
     o.max_staleness = 1;
@@ -371,6 +379,7 @@ TEST_CASE("sampler: simulated run with persistence failures keeps the admission 
 
 TEST_CASE("sampler: without await_persistence on_persisted is an error and changes nothing") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 2;
   o.batch_groups = 1;
   DynamicSampler s = make_sampler(o);
@@ -387,6 +396,7 @@ TEST_CASE("sampler: without await_persistence on_persisted is an error and chang
 
 TEST_CASE("sampler: judge id and finish reason are carried into the completed group") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 2;
   o.batch_groups = 1;
   DynamicSampler s = make_sampler(o);
@@ -414,6 +424,7 @@ TEST_CASE("sampler: staleness admission paces issue by learner version; lookahea
                  Case{2, 5}}) {
     INFO("max_staleness " << c.staleness << ", lookahead " << c.lookahead);
     SamplerOptions o;
+    o.max_staleness = 0;  // synchronous unless the test says otherwise
     o.group_size = 2;
     o.batch_groups = 2;
     o.max_staleness = c.staleness;
@@ -438,6 +449,7 @@ TEST_CASE("sampler: staleness admission paces issue by learner version; lookahea
 
 TEST_CASE("sampler: a resumed sampler counts batches from its start version") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 2;
   o.batch_groups = 2;
   o.max_staleness = 1;
@@ -455,6 +467,7 @@ TEST_CASE("sampler: a resumed sampler counts batches from its start version") {
 
 TEST_CASE("sampler: oversampling keeps extra groups in flight") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 2;
   o.batch_groups = 4;
   o.oversample = 1.5;
@@ -473,6 +486,7 @@ TEST_CASE("sampler: oversampling keeps extra groups in flight") {
 
 TEST_CASE("sampler: soft overlong shaping enters R and breaks ties") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 3;
   o.batch_groups = 1;
   o.overlong.enabled = true;
@@ -499,6 +513,7 @@ TEST_CASE("sampler: soft overlong shaping enters R and breaks ties") {
 
 TEST_CASE("sampler: the format penalty enters R for malformed markup only") {
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 3;
   o.batch_groups = 1;
   o.format_penalty = 1.0;
@@ -528,6 +543,7 @@ TEST_CASE("sampler: length windows advance from completed groups") {
   w.history_groups = 2;
   w.min_groups = 2;
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 2;
   o.batch_groups = 1;
   o.max_staleness = 100;
@@ -557,6 +573,7 @@ TEST_CASE("sampler: health metrics by task") {
                 WeightSchedule::constant(1))
               .is_ok());
   SamplerOptions o;
+  o.max_staleness = 0;  // synchronous unless the test says otherwise
   o.group_size = 2;
   o.batch_groups = 50;
   o.seed = 9;
@@ -598,6 +615,7 @@ TEST_CASE("sampler: simulated run keeps the admission invariant and the synchron
     for (uint64_t staleness : {0u, 2u}) {
       INFO("seed " << seed << " max_staleness " << staleness);
       SamplerOptions o;
+      o.max_staleness = 0;  // synchronous unless the test says otherwise
       o.group_size = 1 + uint32_t(seed % 4) + 1;
       o.batch_groups = 3;
       o.max_staleness = staleness;
