@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "base/file.h"
@@ -98,7 +99,8 @@ Result<std::string> TomlConfig::get_path(const std::string& key, bool required) 
   }
   if (p[0] == '/') return p;
   const std::string dir = parent_dir(source_);
-  return dir.empty() || dir == "." ? p : path_join(dir, p);
+  if (dir.empty() || dir == ".") return p;
+  return std::filesystem::path(path_join(dir, p)).lexically_normal().string();
 }
 
 namespace {
