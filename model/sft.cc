@@ -128,6 +128,14 @@ Result<SftConfig> load_sft_config(const std::string& path) {
   c.max_new = int(mx);
   M1_ASSIGN_OR_RETURN(c.out_dir, t.get_path("output.dir", true));
   M1_RETURN_IF_ERROR(t.check_unknown());
+  // The model it starts from, checked before output.dir is created.
+  if (!c.model_config.empty()) {
+    auto mc = load_model_config(c.model_config);
+    if (!mc.is_ok()) return mc.status().with_context(path + ": key 'model.config'");
+    M1_RETURN_IF_ERROR(validate_model_config(mc.value(), c.model_config));
+  } else if (!path_exists(path_join(c.init_from, "config.json"))) {
+    return Status::errorf("{}: key 'model.init_from': {} is not a model directory (no config.json)", path, c.init_from);
+  }
   return c;
 }
 

@@ -111,7 +111,8 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     auto recs = MetricsLog::read_all(path_join(c.run_dir, "metrics.jsonl"));
     if (recs.is_ok())
       for (auto& r : recs.value())
-        if (r.contains("time_s") && r.contains("step") && r["step"].get<uint64_t>() <= learner->step())
+        if (r.is_object() && r.contains("time_s") && r["time_s"].is_number() && r.contains("step") &&
+            r["step"].is_number_unsigned() && r["step"].get<uint64_t>() <= learner->step())
           start_seconds = std::max(start_seconds, r["time_s"].get<double>());
   }
   report->start_step = learner->step();
@@ -205,12 +206,22 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     ProgressLine progress;
     const bool tty = isatty(STDERR_FILENO);
     bool done = false, halted = false;
+    // Ctrl-C is seen on every message and every 200 ms without one (a busy run never idles).
+    auto check_stop = [&] {
+      if (stop_requested() && !halted) {
+        halted = true;
+        report->interrupted = true;
+        log_info("run: stopping: checkpoint, then exit");
+        driver->send(learner_a, pipe::halt_atom::value);
+      }
+    };
     while (!done) {
       driver->receive(
           [&](pipe::step_atom, const std::string& rec) {
+            check_stop();
             json j = json::parse(rec, nullptr, false);
             if (!j.is_object()) return;
-            if (j.contains("eval_accuracy")) {
+            if (j.contains("eval_accuracy") && j["eval_accuracy"].is_number()) {
               if (report->eval_start < 0) report->eval_start = j["eval_accuracy"].get<double>();
               report->eval_end = j["eval_accuracy"].get<double>();
             }
@@ -229,14 +240,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
             done = true;
             failure = why;
           },
-          caf::after(std::chrono::milliseconds(200)) >> [&] {
-            if (stop_requested() && !halted) {
-              halted = true;
-              report->interrupted = true;
-              log_info("run: stopping: checkpoint, then exit");
-              driver->send(learner_a, pipe::halt_atom::value);
-            }
-          });
+          caf::after(std::chrono::milliseconds(200)) >> [&] { check_stop(); });
     }
     if (!c.quiet && tty) std::fprintf(stderr, "\n");
     for (auto& h : std::vector<caf::actor>{learner_a, evaluator, sampler, proxy, replay})

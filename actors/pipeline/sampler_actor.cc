@@ -218,6 +218,7 @@ class SamplerShell : public std::enable_shared_from_this<SamplerShell> {
   wire::Sender sender_;
   ByteTokenizer tok_;
   std::optional<DynamicSampler> logic_;
+  uint64_t zero_var_run_ = 0;  // groups dropped for zero variance since the last accepted one
   RetryPolicy retry_;
   std::unordered_map<uint64_t, GroupWire> wire_;  // by group id
   size_t rr_gen_ = 0, rr_judge_ = 0;
@@ -331,10 +332,17 @@ void SamplerShell::apply(uint64_t group_id, const GroupUpdate& u) {
   switch (u.fate) {
     case GroupFate::kAccepted:
       w_.add(*u.group);
+      zero_var_run_ = 0;
       if (it != wire_.end()) persist(*u.group, it->second);
       break;
     case GroupFate::kDroppedZeroVariance:
       w_.add(*u.group);
+      // A run that only drops makes no learner step: say so instead of idling without a word.
+      if (++zero_var_run_ % (10 * uint64_t(a_.cfg.batch_groups)) == 0)
+        log_warn("sampler: the last {} groups were all dropped for zero variance (every sample of a group got the "
+                 "same reward, e.g. {}): no batch can form until the policy solves some prompts of a group and not "
+                 "others (check the SFT stage and the task difficulty)",
+                 zero_var_run_, u.group->rollouts.empty() ? 0.0 : u.group->rollouts[0].reward);
       break;
     case GroupFate::kDroppedDeadLetter:  // logged by judge_failed
     case GroupFate::kPending:

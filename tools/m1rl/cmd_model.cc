@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -85,7 +86,15 @@ int model_init(const std::string& config, uint64_t seed, const std::string& out,
   for (const char* f : {"config.json", "model.safetensors"})
     if (!force && path_exists(path_join(out, f)))
       return fail(Status::errorf("--out {}: already holds a model ({} exists); pass --force to replace it", out, f));
-  Model m(cfg.value());
+  std::optional<Model> made;
+  try {
+    made.emplace(cfg.value());
+  } catch (const std::bad_alloc&) {
+    const double params = compute_model_stats(cfg.value()).total_params;
+    return fail(Status::errorf("{}: a model of {} parameters needs {:.1f} GB for its fp32 weights: out of memory",
+                               config, human(params), params * 4 / 1e9));
+  }
+  Model& m = *made;
   m.init_random(seed);
   if (auto s = make_dirs(out); !s.is_ok()) return fail(s);
   if (auto s = save_model(m, out, "F32"); !s.is_ok()) return fail(s);

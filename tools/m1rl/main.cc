@@ -35,6 +35,36 @@ CLI::Validator finite_in(double lo, double hi = std::numeric_limits<double>::inf
       desc);
 }
 
+// An unsigned 64-bit option's check: digits only (CLI11 reads "-1" into a uint64_t as 2^64 − 1).
+CLI::Validator unsigned_int() {
+  return CLI::Validator(
+      [](std::string& in) -> std::string {
+        if (in.empty() || in.find_first_not_of("0123456789") != std::string::npos)
+          return fmt::format("'{}' is not a non-negative integer", in);
+        if (in.size() > 20 || (in.size() == 20 && in > "18446744073709551615"))
+          return fmt::format("'{}' is larger than 18446744073709551615", in);
+        return {};
+      },
+      "UINT");
+}
+
+// The environment variables m1rl reads, checked like options: "" when fine, else the error.
+std::string check_environment(int* threads) {
+  *threads = 1;
+  if (const char* th = std::getenv("M1_THREADS")) {
+    char* end = nullptr;
+    const long v = std::strtol(th, &end, 10);
+    if (*th == '\0' || *end != '\0' || v < 1 || v > 256)
+      return fmt::format("M1_THREADS={}: expected an integer in [1, 256] (CPU kernel threads)", th);
+    *threads = int(v);
+  }
+  if (const char* k = std::getenv("M1_KERNELS")) {
+    if (std::string(k) != "naive" && std::string(k) != "fast")
+      return fmt::format("M1_KERNELS={}: expected naive (the oracle kernels) or fast (the default)", k);
+  }
+  return {};
+}
+
 std::string version_text() {
 #ifdef M1_HAVE_CUDA
   const char* cuda = "on";
@@ -71,8 +101,12 @@ std::string unknown_command(CLI::App& app, int argc, char** argv) {
 
 int main(int argc, char** argv) {
   // One thread unless M1_THREADS says otherwise (commands with a thread option override it).
-  const char* th = std::getenv("M1_THREADS");
-  m1::set_num_threads(th ? std::max(1, std::atoi(th)) : 1);
+  int threads = 1;
+  if (const std::string e = check_environment(&threads); !e.empty()) {
+    std::fprintf(stderr, "m1rl: %s\n", e.c_str());
+    return 2;
+  }
+  m1::set_num_threads(threads);
   CLI::App app{"m1rl: MiniMax-M1-style models trained with asynchronous RL (CISPO)"};
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // --help shows every option's default
@@ -87,7 +121,7 @@ int main(int argc, char** argv) {
     static uint64_t seed = 0;
     static bool force = false;
     c->add_option("--config", config, "config.json")->required();
-    c->add_option("--seed", seed, "initialisation seed")->required();
+    c->add_option("--seed", seed, "initialisation seed")->required()->check(unsigned_int());
     c->add_option("--out", out, "output directory (must not hold a model unless --force)")->required();
     c->add_flag("--force", force, "replace a model already in --out");
     c->callback([&] { rc = m1::cli::model_init(config, seed, out, force); });
@@ -132,7 +166,7 @@ int main(int argc, char** argv) {
     c->add_option("--temperature", temperature, "0 = greedy")->check(finite_in(0.0, 100.0));
     c->add_option("--top-p", top_p, "nucleus mass")->check(finite_in(1e-6, 1.0));
     c->add_option("--top-k", top_k, "0 = off")->check(CLI::Range(0, 1 << 30));
-    c->add_option("--seed", seed, "sampling seed");
+    c->add_option("--seed", seed, "sampling seed")->check(unsigned_int());
     c->callback([&] { rc = m1::cli::generate(dir, prompt, max_new, temperature, top_p, top_k, seed); });
   }
   {
@@ -216,8 +250,10 @@ int main(int argc, char** argv) {
     l->add_option("RUN", run, "run directory")->required();
     l->add_option("--status", ls.status, "pending|consumed|dropped|quarantined");
     l->add_option("--task", ls.task, "only this task (\"\" = all)");
-    l->add_option("--min-version", ls.min_version, "only groups whose newest token version is >= this");
-    l->add_option("--max-version", ls.max_version, "only groups whose oldest token version is <= this");
+    l->add_option("--min-version", ls.min_version, "only groups whose newest token version is >= this")
+        ->check(unsigned_int());
+    l->add_option("--max-version", ls.max_version, "only groups whose oldest token version is <= this")
+        ->check(unsigned_int());
     l->add_option("--min-reward", ls.min_reward, "only groups whose mean shaped reward is >= this")
         ->check(finite_in(-1e30, 1e30));
     l->add_option("--max-reward", ls.max_reward, "only groups whose mean shaped reward is <= this")
@@ -227,7 +263,7 @@ int main(int argc, char** argv) {
     l->callback([&] { rc = m1::cli::replay_ls(run, ls, json); });
     auto* sh = rp->add_subcommand("show", "every rollout of one group, decoded");
     sh->add_option("RUN", run, "run directory")->required();
-    sh->add_option("GROUP", group, "group id")->required();
+    sh->add_option("GROUP", group, "group id")->required()->check(unsigned_int());
     sh->add_flag("--json", json, "print JSON");
     sh->callback([&] { rc = m1::cli::replay_show(run, group, json); });
     auto* tl = rp->add_subcommand("tail", "the newest groups; --follow for new ones as they arrive");
@@ -258,9 +294,14 @@ int main(int argc, char** argv) {
     c->add_option("--min-difficulty", min_d, "smallest difficulty drawn (digits)")->check(CLI::Range(1, 100));
     c->add_option("--max-difficulty", max_d, "largest difficulty drawn (>= --min-difficulty)")->check(CLI::Range(1, 100));
     c->add_option("--examples", n, "held-out examples")->check(CLI::Range(1, 1000000));
-    c->add_option("--seed", seed, "held-out set seed");
+    c->add_option("--seed", seed, "held-out set seed")->check(unsigned_int());
     c->add_option("--max-new", max_new, "token budget per answer")->check(CLI::Range(1, 1 << 20));
     c->callback([&] {
+      if (tasks.find_first_not_of(", ") == std::string::npos) {
+        std::fprintf(stderr, "m1rl eval: --tasks '%s': expected at least one task (add, sort, add_steps)\n", tasks.c_str());
+        rc = 2;
+        return;
+      }
       if (max_d < min_d) {
         std::fprintf(stderr, "m1rl eval: --max-difficulty %d is less than --min-difficulty %d\n", max_d, min_d);
         rc = 2;
@@ -277,6 +318,12 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "m1rl: error: out of memory (the model or data asked for more than this machine has)\n");
+    return 1;
+  } catch (const std::exception& e) {  // a bug, not bad input: say so rather than abort
+    std::fprintf(stderr, "m1rl: internal error: %s\n", e.what());
+    return 1;
   }
   return rc;
 }
