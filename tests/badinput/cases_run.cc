@@ -160,6 +160,12 @@ std::vector<Case> replay_dir_cases() {
   const Kind k = Kind::kReplayDir;
   std::vector<Case> v = {
       on_run("replay stats on the finished run", k, "replay stats {dir}/r", Expect::kOk),
+      // one name per metric across the progress line, metrics.jsonl and replay: the stored reward
+      // is the shaped one, stored drops are not the sampler's pre-replay drops
+      on_run("replay stats names its reward and drops as metrics.jsonl does", k, "replay stats {dir}/r", Expect::kOk,
+             {"reward_shaped", "dropped_in_replay", "dropped_zero_variance"}),
+      on_run("replay ls names the stored reward reward_shaped", k, "replay ls {dir}/r --limit 1", Expect::kOk,
+             {"reward_shaped"}),
       on_run("replay stats on RUN/replay itself", k, "replay stats {dir}/r/replay --json", Expect::kOk),
       on_run("replay show of a group that does not exist", k, "replay show {dir}/r 999999999", Expect::kError,
              {"999999999"}),
@@ -270,13 +276,16 @@ std::vector<Case> signal_cases() {
     Case c = signal_row("run: SIGINT in the SFT stage checkpoints and exits 0", long_sft_run, run,
                         {{"sft: step in the output", sft_progress, 0, SIGINT}}, Expect::kOk);
     c.words = {"\"interrupted\":true"};
-    c.post = {checkpoint_after_zero("{dir}/r/sft/checkpoints"), checkpoints_complete("{dir}/r/sft/checkpoints")};
+    // stopped in the SFT stage: it did not train to its end, and the RL stage never started
+    c.post = {checkpoint_after_zero("{dir}/r/sft/checkpoints"), checkpoints_complete("{dir}/r/sft/checkpoints"),
+              absent("{dir}/r/sft/checkpoints/step_2000"), absent("{dir}/r/checkpoints")};
     v.push_back(std::move(c));
   }
   {
     Case c = signal_row("run: SIGTERM in the SFT stage checkpoints and exits 0", long_sft_run, run,
                         {{"sft: step in the output", sft_progress, 0, SIGTERM}}, Expect::kOk);
-    c.post = {checkpoint_after_zero("{dir}/r/sft/checkpoints")};
+    c.post = {checkpoint_after_zero("{dir}/r/sft/checkpoints"), absent("{dir}/r/sft/checkpoints/step_2000"),
+              absent("{dir}/r/checkpoints")};
     v.push_back(std::move(c));
   }
   {
