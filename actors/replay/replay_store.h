@@ -27,7 +27,7 @@
 //    an error naming the key.
 //  - Damage (a corrupt SST block, a corrupt WAL record) is never skipped silently: the writer's WAL
 //    recovery refuses any corrupt record but an incomplete last one (a write cut by a crash, never
-//    acknowledged), and check_replay_db() runs RocksDB's own checks before a resume.
+//    acknowledged), and check_replay_db() (replay_check.h) runs RocksDB's own checks before a resume.
 // Modes: read-write (one per directory; RocksDB's LOCK enforces it) or read_only, which opens a
 // RocksDB secondary instance: it works on a finished run and next to a live writer, and sees what
 // the writer acknowledged up to the last refresh(). Mutating calls fail in read_only mode.
@@ -46,6 +46,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "actors/replay/replay_check.h"
 #include "actors/replay/replay_format.h"
 #include "actors/staleness.h"
 #include "base/status.h"
@@ -220,7 +221,7 @@ class ReplayStore {
   const ReplayOptions& options() const { return opts_; }
 
  private:
-  struct Handles;  // RocksDB handles (replay_store.cc)
+  struct Handles;  // RocksDB handles (replay_internal.h)
   struct Lease {
     uint64_t group_id = 0;
     uint64_t learner_version = 0;  // the version take_batch was called with
@@ -253,34 +254,6 @@ class ReplayStore {
   std::string format_error_;                    // read_only: see open_errors()
   std::vector<std::string> load_errors_;        // read_only, from the last load_state()
 };
-
-// RocksDB's own check of the database in DIR, read-only (DIR is not changed, no LOCK is taken).
-// Why not just open it: RocksDB's default WAL recovery (kPointInTimeRecovery, which the writer used)
-// stops at a corrupt record and drops it and every acknowledged write after it without an error,
-// and the secondary instance of the readers refuses a bad checksum but takes a bad length for the
-// end of the log; neither reads a table block until asked, so a corrupt block goes unnoticed.
-//  1. open read-only, replaying the WAL with kTolerateCorruptedTailRecords: a corrupt record fails
-//     (the damaged .log is named with the offset, replay::find_wal_damage), an incomplete last
-//     record does not; a damaged MANIFEST or an SST whose footer/index cannot be read fails the open;
-//  2. VERIFY_TABLES: every block checksum of every live SST file (SstFileReader::VerifyChecksum per
-//     file, so each damaged file is named, with its column family and RocksDB's block offset).
-// Cost: one read of the WAL and (VERIFY_TABLES) of every table file. On a live run a file the writer
-// removes during the check can fail it (run it again); the answer is definitive on a stopped run.
-struct ReplayDbCheck {
-  bool exists = false;                // DIR holds a RocksDB database (a CURRENT file)
-  bool wal_ok = true;                 // every WAL record replayed (an incomplete last one aside)
-  uint64_t sst_files = 0;             // table files verified
-  uint64_t wal_files = 0;             // .log files present
-  std::vector<std::string> damage;    // one line per damaged file or failed step, naming the file
-  bool ok() const { return damage.empty(); }
-};
-ReplayDbCheck check_replay_db(const std::string& dir, bool verify_tables = true);
-
-// For a resume (`m1rl run`), before ReplayStore::open: ok when DIR holds no database yet or
-// check_replay_db(DIR) passes; else an error naming DIR and the damage, with the commands that
-// name every damaged record (m1rl replay check RUN) and export the intact ones (m1rl replay export
-// RUN --skip-damaged --out FILE), RUN being DIR's parent when DIR is RUN/replay.
-Status verify_replay_db(const std::string& dir);
 
 // Durable append throughput: GROUPS synthetic groups (8 rollouts × 64 tokens each) appended
 // PER_COMMIT at a time (one synced WriteBatch per call) into a fresh store at DIR, which must not

@@ -18,9 +18,11 @@
 
 #include "actors/replay/replay_store.h"
 #include "base/file.h"
+#include "tests/actors/replay_test_util.h"
 
 using json = nlohmann::json;
 using namespace m1;
+using namespace m1::test;
 
 namespace {
 
@@ -57,21 +59,6 @@ struct RunDir {
   ~RunDir() { remove_all(path); }
 };
 
-// Opens the closed store in DIR raw with every column family and runs FN.
-void raw(const std::string& dir, const std::function<void(rocksdb::DB*, std::vector<rocksdb::ColumnFamilyHandle*>&,
-                                                          const std::vector<std::string>&)>& fn) {
-  std::vector<std::string> names;
-  REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (const auto& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> hs;
-  rocksdb::DB* db = nullptr;
-  REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), dir, descs, &hs, &db).ok());
-  fn(db, hs, names);
-  for (auto* h : hs) db->DestroyColumnFamilyHandle(h);
-  delete db;
-}
-
 // N real groups (ids 1..N, seq = id) in DIR, flushed into table files; then WAL_ONLY more groups
 // (ids N+1..), acknowledged with a synced write, only in the WAL.
 void make_store(const std::string& dir, int n, int wal_only = 0) {
@@ -86,7 +73,7 @@ void make_store(const std::string& dir, int n, int wal_only = 0) {
       REQUIRE((*s)->append(batch).is_ok());
     }
   }
-  raw(dir, [](rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>& hs, const std::vector<std::string>&) {
+  with_raw_db(dir, false, [](rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& hs, const auto&) {
     REQUIRE(db->Flush(rocksdb::FlushOptions(), hs).ok());
   });
   if (wal_only == 0) return;
@@ -99,7 +86,7 @@ void make_store(const std::string& dir, int n, int wal_only = 0) {
 // The file name of the one live table file of column family CF.
 std::string table_of(const std::string& dir, const std::string& cf) {
   std::string out;
-  raw(dir, [&](rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>&, const std::vector<std::string>&) {
+  with_raw_db(dir, true, [&](rocksdb::DB* db, const auto&, const auto&) {
     std::vector<rocksdb::LiveFileMetaData> md;
     db->GetLiveFilesMetaData(&md);
     for (const auto& f : md)
@@ -107,25 +94,6 @@ std::string table_of(const std::string& dir, const std::string& cf) {
   });
   REQUIRE(!out.empty());
   return out;
-}
-
-// The newest .log file in DIR (the WAL holding the unflushed groups).
-std::string newest_wal(const std::string& dir) {
-  std::string out;
-  for (const auto& n : list_dir(dir))
-    if (n.size() > 4 && n.substr(n.size() - 4) == ".log") out = n;
-  REQUIRE(!out.empty());
-  return out;
-}
-
-// Flips 16 bytes at the middle of FILE: one data block of a multi-block table, or a WAL record.
-void corrupt_middle(const std::string& file) {
-  auto bytes = read_file(file);
-  REQUIRE(bytes.is_ok());
-  std::string b = std::move(bytes).value();
-  REQUIRE(b.size() > 64);
-  for (size_t i = b.size() / 2; i < b.size() / 2 + 16; ++i) b[i] = char(b[i] ^ 0x5A);
-  REQUIRE(write_file(file, b).is_ok());
 }
 
 std::vector<json> jsonl(const std::string& path) {
@@ -234,8 +202,9 @@ TEST_CASE("m1rl replay on a corrupt metadata block: the groups around it are exp
 TEST_CASE("m1rl replay on a corrupt WAL record: check names the log, export salvages with --skip-damaged") {
   RunDir d("wal");
   make_store(d.replay, 100, 50);
-  const std::string wal = newest_wal(d.replay);
-  corrupt_middle(d.replay + "/" + wal);
+  const std::string wal_path = newest_wal(d.replay);
+  const std::string wal = wal_path.substr(wal_path.rfind('/') + 1);
+  corrupt_middle(wal_path);
 
   Run r = m1rl("replay check " + d.path);
   CHECK_MESSAGE(r.rc == 1, r.out);
@@ -287,8 +256,9 @@ TEST_CASE("m1rl run refuses to resume on a damaged replay database and names the
     REQUIRE(make_dirs(d.path).is_ok());
     REQUIRE(write_file(d.path + "/run.toml", text).is_ok());
     make_store(d.replay, 100, wal ? 30 : 0);
-    const std::string file = wal ? newest_wal(d.replay) : table_of(d.replay, replay::kCfGroups);
-    corrupt_middle(d.replay + "/" + file);
+    const std::string path = wal ? newest_wal(d.replay) : d.replay + "/" + table_of(d.replay, replay::kCfGroups);
+    const std::string file = path.substr(path.rfind('/') + 1);
+    corrupt_middle(path);
     const Status v = verify_replay_db(d.replay);
     REQUIRE(!v.is_ok());
     CHECK(has(v.message(), "replay " + d.replay + ": the replay database fails RocksDB's own check"));
