@@ -1,7 +1,8 @@
-// The model configuration: MODEL.md's table, read from a config.json with the MiniMax-M1 key names.
+// The model configuration: the table of docs/model.md, read from a config.json with the MiniMax-M1
+// key names.
 // Unknown keys warn (listed in ModelConfig::unknown_keys); a missing required key or an
-// inconsistent value is an error naming the key. ../shared/reference/minimax-m1-config.json loads
-// as is. Plain value type.
+// inconsistent value is an error naming the key. The MiniMax-M1 release's config.json
+// (configs/models/minimax-m1.json) loads as is. Plain value type.
 #pragma once
 
 #include <cstdint>

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/check.h"
 #include "base/file.h"
 #include "base/stop.h"
 #include "base/log.h"
@@ -87,10 +88,11 @@ Status load_checkpoint(const std::string& dir, Model* m, std::vector<float>* mom
   return Status::ok();
 }
 
-}  // namespace
-
-Result<SftConfig> load_sft_config(const std::string& path) {
-  M1_ASSIGN_OR_RETURN(TomlConfig t, TomlConfig::load(path));
+// The pure part of load_sft_config: every key of T, with its range and the relations between
+// keys, then check_unknown(); no file is read. PATH names the config in errors. Every key is
+// asked for unconditionally, so a config with only model.config and output.dir asks for all of
+// them: sft_config_keys() relies on it.
+Result<SftConfig> read_sft_config(TomlConfig& t, const std::string& path) {
   SftConfig c;
   c.source = path;
   M1_ASSIGN_OR_RETURN(c.model_config, t.get_path("model.config"));
@@ -128,6 +130,14 @@ Result<SftConfig> load_sft_config(const std::string& path) {
   c.max_new = int(mx);
   M1_ASSIGN_OR_RETURN(c.out_dir, t.get_path("output.dir", true));
   M1_RETURN_IF_ERROR(t.check_unknown());
+  return c;
+}
+
+}  // namespace
+
+Result<SftConfig> load_sft_config(const std::string& path) {
+  M1_ASSIGN_OR_RETURN(TomlConfig t, TomlConfig::load(path));
+  M1_ASSIGN_OR_RETURN(SftConfig c, read_sft_config(t, path));
   // The model it starts from, checked before output.dir is created.
   if (!c.model_config.empty()) {
     auto mc = load_model_config(c.model_config);
@@ -137,6 +147,16 @@ Result<SftConfig> load_sft_config(const std::string& path) {
     return Status::errorf("{}: key 'model.init_from': {} is not a model directory (no config.json)", path, c.init_from);
   }
   return c;
+}
+
+std::vector<std::string> sft_config_keys() {
+  const std::string source = "sft_config_keys";
+  Result<TomlConfig> t = TomlConfig::parse("[model]\nconfig = \"model.json\"\n[output]\ndir = \"out\"\n", source);
+  M1_CHECK(t.is_ok());
+  Result<SftConfig> c = read_sft_config(t.value(), source);
+  M1_CHECK_MSG(c.is_ok(), c.status().message().c_str());  // the minimal config must stay valid
+  const std::set<std::string>& keys = t.value().asked_keys();
+  return std::vector<std::string>(keys.begin(), keys.end());
 }
 
 EvalResult evaluate_tasks(const Model& m, const Tokenizer& tok, const std::vector<std::string>& tasks, int min_d,

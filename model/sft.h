@@ -40,6 +40,10 @@ struct SftConfig {
 // max_difficulty; [train] steps, batch, lr, warmup, weight_decay, clip, threads,
 // checkpoint_every, eval_every, eval_examples, max_new; [output] dir). Errors name the key.
 Result<SftConfig> load_sft_config(const std::string& path);
+// Every key load_sft_config reads (dotted, sorted), found by reading a minimal config the way
+// load_sft_config does (no file is read). docs/config.md must document exactly these
+// (tests/tools/docs_test.cc).
+std::vector<std::string> sft_config_keys();
 
 struct SftReport {
   int64_t start_step = 0, end_step = 0;

@@ -33,6 +33,8 @@ class TomlConfig {
   Result<std::string> get_path(const std::string& key, bool required = false);
   // Keys present in the file that no get_* asked for (dotted).
   std::vector<std::string> unused_keys() const;
+  // Every key a get_* was asked for so far (dotted), present in the file or not.
+  const std::set<std::string>& asked_keys() const { return used_; }
   // Every key (dotted, two levels) with its value written as TOML, in the file's order.
   std::vector<std::pair<std::string, std::string>> flat_values() const;
   // Error naming every unknown key and section (with the nearest known name when it is close).

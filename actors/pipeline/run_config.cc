@@ -1,7 +1,10 @@
 #include "actors/pipeline/run_config.h"
 
+#include <set>
+
 #include "actors/pipeline/actors.h"
 #include "actors/staleness.h"
+#include "base/check.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "model/config.h"
@@ -9,9 +12,14 @@
 #include "model/toml_config.h"
 
 namespace m1 {
+namespace {
 
-Result<RunConfig> load_run_config(const std::string& path, const std::string& run_dir_override) {
-  M1_ASSIGN_OR_RETURN(TomlConfig t, TomlConfig::load(path));
+// The pure part of load_run_config: every key of T, with its range and the relations between
+// keys, then check_unknown(); no file is read. PATH names the config in errors. Every key is
+// asked for unconditionally (a key whose default depends on another one is read with that
+// default), so a config with only run.dir and model.config asks for all of them: run_config_keys()
+// relies on it.
+Result<RunConfig> read_run_config(TomlConfig& t, const std::string& path, const std::string& run_dir_override) {
   RunConfig c;
   c.source = path;
   M1_ASSIGN_OR_RETURN(c.run_dir, t.get_path("run.dir"));
@@ -95,12 +103,13 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   auto op = objective_from_name(c.objective_name);
   if (!op.is_ok()) return op.status().with_context(path + ": key 'learner.objective'");
   c.objective = op.value();
-  if (t.has("learner.eps_high")) {
-    M1_ASSIGN_OR_RETURN(double eh, t.get_double("learner.eps_high", 3.0, 1e-6, 1e6));
-    if (c.objective.kind == Objective::kCispo || c.objective.kind == Objective::kCispoMask)
-      c.objective.eps_high_is = eh;
-    else
-      c.objective.clip_high = eh;
+  {
+    // cispo, cispo-mask: the IS-weight clip ε_high^IS; grpo, dapo: the upper PPO clip. Absent: the
+    // objective's default stays.
+    const bool is_cispo = c.objective.kind == Objective::kCispo || c.objective.kind == Objective::kCispoMask;
+    double& target = is_cispo ? c.objective.eps_high_is : c.objective.clip_high;
+    M1_ASSIGN_OR_RETURN(double eh, t.get_double("learner.eps_high", target, 1e-6, 1e6));
+    target = eh;
   }
   M1_ASSIGN_OR_RETURN(int64_t K, t.get_int("learner.minibatches", 1, 1, 1024));
   c.minibatches = int(K);
@@ -130,6 +139,14 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   s.max_new = c.max_new;
   s.out_dir = path_join(c.run_dir, "sft");
   M1_RETURN_IF_ERROR(t.check_unknown());
+  return c;
+}
+
+}  // namespace
+
+Result<RunConfig> load_run_config(const std::string& path, const std::string& run_dir_override) {
+  M1_ASSIGN_OR_RETURN(TomlConfig t, TomlConfig::load(path));
+  M1_ASSIGN_OR_RETURN(RunConfig c, read_run_config(t, path, run_dir_override));
   // The files the run reads, checked now: before the run directory is created.
   if (c.sft_checkpoint.empty()) {
     auto mc = load_model_config(c.model_config);
@@ -143,6 +160,16 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
   }
   M1_RETURN_IF_ERROR(pipe::validate_sampler_config(c).with_context(path));
   return c;
+}
+
+std::vector<std::string> run_config_keys() {
+  const std::string source = "run_config_keys";
+  Result<TomlConfig> t = TomlConfig::parse("[run]\ndir = \"run\"\n[model]\nconfig = \"model.json\"\n", source);
+  M1_CHECK(t.is_ok());
+  Result<RunConfig> c = read_run_config(t.value(), source, "");
+  M1_CHECK_MSG(c.is_ok(), c.status().message().c_str());  // the minimal config must stay valid
+  const std::set<std::string>& keys = t.value().asked_keys();
+  return std::vector<std::string>(keys.begin(), keys.end());
 }
 
 }  // namespace m1

@@ -71,4 +71,9 @@ struct RunConfig {
 // Parses CONFIG; run_dir_override (non-empty) replaces run.dir.
 Result<RunConfig> load_run_config(const std::string& path, const std::string& run_dir_override);
 
+// Every key load_run_config reads (dotted, sorted), found by reading a minimal config the way
+// load_run_config does (no file is read). docs/config.md must document exactly these
+// (tests/tools/docs_test.cc).
+std::vector<std::string> run_config_keys();
+
 }  // namespace m1
