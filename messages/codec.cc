@@ -1,16 +1,17 @@
 // decode<T> and check<T> for every root type, and the copy helpers (see codec.h).
 //
 // Semantic checks follow the schema comments in messages/*.fbs field by field. Checks on shared
-// sub-tables (Envelope, Provenance, RolloutData, Metric, GroupSummary, JudgedGroupRef) return
-// errors relative to the sub-table ("tokens[3]: ..."); the caller prefixes the path from the root
-// ("Rollout.data."), so every message reads "<Root>.<path>.<field>: <problem>". Paths are built
-// only on the error path.
+// sub-tables (Envelope, Provenance, RolloutData, Metric, GroupSummary) return errors relative to
+// the sub-table ("tokens[3]: ..."); the caller prefixes the path from the root ("Rollout.data."),
+// so every message reads "<Root>.<path>.<field>: <problem>". Paths are built only on the error
+// path. A TrainingBatch's groups are whole JudgedGroup messages, checked by decode<JudgedGroup>
+// ("TrainingBatch.groups[1].bytes: JudgedGroup.rollouts[0]...").
 //
 // Rules the schema implies but does not spell out, enforced here as well:
 //   - Provenance.judge_ids are non-zero (judge ids are non-zero everywhere else);
 //   - every `task` string is ≤ 64 bytes (the cap stated on Provenance.task);
-//   - JudgedGroupRef rollouts carry the ref's group_id and index < G, as in JudgedGroup;
-//   - TrainingBatch.group_ids[i] == groups[i].group_id;
+//   - TrainingBatch.group_ids[i] == the group_id of groups[i]'s JudgedGroup, and each nested
+//     message starts 8-byte aligned (relative to the batch's start), so its fields can be read in place;
 //   - WeightsChunk.offset + values length does not overflow 64 bits;
 //   - ReplayQuery.max_reward is finite, like min_reward (its default 1e30 is);
 //   - 8-byte vector elements are 8-byte aligned (the 2.0.8 Verifier does not check it).
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <cstring>
 #include <string_view>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -33,6 +35,9 @@ constexpr size_t kMaxPromptBytes = size_t(1) << 20;
 constexpr size_t kMaxMetricNameBytes = 128;
 constexpr size_t kMaxSourceBytes = 64;
 constexpr size_t kMaxDropReasonBytes = 256;
+constexpr uint32_t kMaxBatchGroups = 100000;
+constexpr uint32_t kMaxMetricValues = 100000;
+constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
 
 // Returns the error of EXPR prefixed with PREFIX (evaluated only on error).
 #define M1_RETURN_UNDER(prefix, expr)                                      \
@@ -212,6 +217,9 @@ Status check_group_rollouts(const flatbuffers::Vector<flatbuffers::Offset<Rollou
 Status check_metric(const Metric& m) {
   M1_RETURN_IF_ERROR(text("name", m.name(), kMaxMetricNameBytes, true));
   M1_RETURN_IF_ERROR(finite("value", m.value()));
+  if (m.integer() && (m.value() != std::trunc(m.value()) || std::fabs(m.value()) > kMaxExactInteger)) {
+    return errf("value", "{} is not a whole number in [-2^53, 2^53] (integer is set)", m.value());
+  }
   return Status::ok();
 }
 
@@ -239,12 +247,6 @@ Status check_group_summary(const GroupSummary& g) {
   M1_RETURN_IF_ERROR(finite("reward_mean", g.reward_mean()));
   if (g.size() < 1) return err("size", "must be >= 1");
   return Status::ok();
-}
-
-Status check_group_ref(const JudgedGroupRef& g, const uint8_t* base) {
-  M1_RETURN_IF_ERROR(nonzero("group_id", g.group_id()));
-  M1_RETURN_IF_ERROR(text("task", g.task(), kMaxTaskBytes, true));
-  return check_group_rollouts(g.rollouts(), g.group_id(), base);
 }
 
 }  // namespace
@@ -336,17 +338,26 @@ Status check_root(const TrainingBatch& m, const uint8_t* base) {
   M1_RETURN_UNDER(p, check_root_envelope(m.envelope()));
   M1_RETURN_UNDER(p, nonzero("batch_id", m.batch_id()));
   const uint32_t n = length(m.groups());
+  if (n > kMaxBatchGroups) return Status::errorf("{}groups: length {} exceeds {}", p, n, kMaxBatchGroups);
   if (length(m.group_ids()) != n) {
     return Status::errorf("{}group_ids: length {} != groups length {}", p, length(m.group_ids()), n);
   }
   M1_RETURN_UNDER(p, aligned("group_ids", m.group_ids(), base));
+  std::unordered_set<uint64_t> seen;
   for (uint32_t i = 0; i < n; ++i) {
-    M1_RETURN_UNDER(p, nonzero(elem("group_ids", i), m.group_ids()->Get(i)));
-    const JudgedGroupRef& g = *m.groups()->Get(i);
-    M1_RETURN_UNDER(p + at("groups", i) + ".", check_group_ref(g, base));
-    if (g.group_id() != m.group_ids()->Get(i)) {
-      return Status::errorf("{}{}: {} != groups[{}].group_id {}", p, at("group_ids", i), m.group_ids()->Get(i), i,
-                            g.group_id());
+    const uint64_t id = m.group_ids()->Get(i);
+    M1_RETURN_UNDER(p, nonzero(elem("group_ids", i), id));
+    if (!seen.insert(id).second) return Status::errorf("{}{}: {} appears twice", p, at("group_ids", i), id);
+    const flatbuffers::Vector<uint8_t>* bytes = m.groups()->Get(i)->bytes();
+    // The nested message's 8-byte fields are aligned relative to its start: it must start 8-aligned.
+    if (bytes && (reinterpret_cast<uintptr_t>(bytes->data()) - reinterpret_cast<uintptr_t>(base)) % 8 != 0) {
+      return Status::errorf("{}{}.bytes: not 8-byte aligned", p, at("groups", i));
+    }
+    auto g = decode<JudgedGroup>(bytes ? bytes->data() : nullptr, length(bytes));
+    if (!g.is_ok()) return Status::errorf("{}{}.bytes: {}", p, at("groups", i), g.status().message());
+    if (g.value()->group_id() != id) {
+      return Status::errorf("{}{}: {} != groups[{}].group_id {}", p, at("group_ids", i), id, i,
+                            g.value()->group_id());
     }
   }
   return Status::ok();
@@ -419,7 +430,55 @@ Status check_root(const Metrics& m, const uint8_t* base) {
   const std::string p = "Metrics.";
   M1_RETURN_UNDER(p, check_root_envelope(m.envelope()));
   M1_RETURN_UNDER(p, text("source", m.source(), kMaxSourceBytes, true));
+  const uint32_t n = length(m.values());
+  if (n > kMaxMetricValues) return Status::errorf("{}values: length {} exceeds {}", p, n, kMaxMetricValues);
   M1_RETURN_UNDER(p, check_metrics("values", m.values()));
+  std::unordered_set<std::string_view> names;
+  for (uint32_t i = 0; i < n; ++i) {
+    const flatbuffers::String* name = m.values()->Get(i)->name();
+    if (!names.insert(name->string_view()).second) {
+      return Status::errorf("{}{}.name: \"{}\" appears twice", p, at("values", i), name->string_view());
+    }
+  }
+  return Status::ok();
+}
+
+// OK and REASON of a reply: the reason is empty exactly when ok.
+Status check_outcome(bool ok, const flatbuffers::String* reason) {
+  M1_RETURN_IF_ERROR(text("reason", reason, kMaxReasonBytes, false));
+  if (ok && length(reason) != 0) return err("reason", "must be empty when ok");
+  if (!ok && length(reason) == 0) return err("reason", "must be non-empty when not ok");
+  return Status::ok();
+}
+
+Status check_root(const ReplayAck& m, const uint8_t* base) {
+  const std::string p = "ReplayAck.";
+  M1_RETURN_UNDER(p, check_root_envelope(m.envelope()));
+  if (m.ok()) M1_RETURN_UNDER(p, nonzero("group_id", m.group_id()));
+  M1_RETURN_UNDER(p, check_outcome(m.ok(), m.reason()));
+  return Status::ok();
+}
+
+Status check_root(const CommitResult& m, const uint8_t* base) {
+  const std::string p = "CommitResult.";
+  M1_RETURN_UNDER(p, check_root_envelope(m.envelope()));
+  if (m.ok() && m.step() < 1) return Status::errorf("{}step: must be >= 1 when ok", p);
+  M1_RETURN_UNDER(p, check_outcome(m.ok(), m.reason()));
+  return Status::ok();
+}
+
+Status check_root(const EvalResult& m, const uint8_t* base) {
+  const std::string p = "EvalResult.";
+  M1_RETURN_UNDER(p, check_root_envelope(m.envelope()));
+  M1_RETURN_UNDER(p, finite("accuracy", m.accuracy()));
+  M1_RETURN_UNDER(p, finite("seconds", m.seconds()));
+  if (m.held()) {
+    if (m.accuracy() < 0.0 || m.accuracy() > 1.0) return Status::errorf("{}accuracy: {} not in [0, 1]", p, m.accuracy());
+    if (m.seconds() < 0.0) return Status::errorf("{}seconds: {} < 0", p, m.seconds());
+  } else if (m.accuracy() != 0.0 || m.seconds() != 0.0) {
+    return Status::errorf("{}accuracy: {} and seconds {} must be 0 when the version is not held", p, m.accuracy(),
+                          m.seconds());
+  }
   return Status::ok();
 }
 

@@ -18,10 +18,13 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include "base/status.h"
+#include "messages/commit_result_generated.h"
+#include "messages/eval_result_generated.h"
 #include "messages/generation_request_generated.h"
 #include "messages/judge_request_generated.h"
 #include "messages/judged_group_generated.h"
 #include "messages/metrics_generated.h"
+#include "messages/replay_ack_generated.h"
 #include "messages/replay_query_generated.h"
 #include "messages/replay_result_generated.h"
 #include "messages/rollout_generated.h"
@@ -93,7 +96,10 @@ std::string identifier_of(const uint8_t* data, size_t n);
   X(StepReport, step_report)                  \
   X(ReplayQuery, replay_query)                \
   X(ReplayResult, replay_result)              \
-  X(Metrics, metrics)
+  X(Metrics, metrics)                         \
+  X(ReplayAck, replay_ack)                    \
+  X(CommitResult, commit_result)              \
+  X(EvalResult, eval_result)
 
 // MessageTraits<T>: the name, schema stem and file identifier of root type T, and the generated
 // FinishTBuffer. Only root types have traits, so finish_message on a sub-table does not compile.
@@ -159,8 +165,7 @@ struct RolloutEdits {
 };
 
 // Deep copies of verified sub-tables into another builder, for messages that carry a table
-// received in an earlier one (Rollout.data -> JudgeRequest.rollout -> JudgedGroup.rollouts ->
-// TrainingBatch.groups[].rollouts). Absent optional fields stay absent.
+// received in an earlier one (Rollout.data -> JudgeRequest.rollout -> JudgedGroup.rollouts). Absent optional fields stay absent.
 // REQUIRES: SRC comes from a buffer that passed decode (or was built in this process).
 flatbuffers::Offset<Provenance> copy_provenance(flatbuffers::FlatBufferBuilder& b, const Provenance& src,
                                                 const std::vector<uint64_t>* judge_ids = nullptr);

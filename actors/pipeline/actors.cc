@@ -6,8 +6,6 @@
 #include <map>
 #include <unordered_map>
 
-#include <nlohmann/json.hpp>
-
 #include "actors/judge/judge_logic.h"
 #include "actors/pipeline/wire.h"
 #include "actors/sampler/prompt_source.h"
@@ -17,8 +15,6 @@
 #include "model/tokenizer.h"
 
 namespace m1::pipe {
-
-using json = nlohmann::json;
 
 // ------------------------------------------------------------------------------------ generator
 
@@ -31,7 +27,7 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
     std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
     double busy_s = 0, busy_reported = 0;  // seconds in step(): all, and at the last report
     uint64_t steps_reported = 0, rows_reported = 0;
-    std::string last_report;  // answered again to a request within kMinWindow of it
+    msg::Bytes last_report;  // Metrics, answered again to a request within kMinWindow of it
     // Requests whose min_version is newer than the weights held: started when such weights arrive
     // (GenerationRequest.min_version: no token of the request comes from older weights).
     std::vector<std::pair<uint64_t, GenJob>> parked;  // (min_version, job)
@@ -116,33 +112,36 @@ caf::behavior generator_actor(caf::event_based_actor* self, GeneratorArgs a) {
         }
         if (started) start_ticking();
       },
-      [=](stats_atom) -> std::string {
+      // Metrics (source "generator"): tokens, tokens_per_s, tokens_per_busy_s and decode_rows_mean
+      // over the window since the previous request; the rest cumulative or current.
+      [=](stats_atom) -> msg::Bytes {
         const double secs = seconds_since(st->since);
         if (secs < kMinWindow && !st->last_report.empty()) return st->last_report;
         const double busy = st->busy_s - st->busy_reported;
         const uint64_t toks = a.logic->tokens_generated() - st->tokens_reported;
         const uint64_t steps = a.logic->decode_steps() - st->steps_reported;
         const uint64_t rows = a.logic->decode_rows() - st->rows_reported;
-        json j = {{"tokens", toks},
-                  {"tokens_per_s", toks / std::max(secs, 1e-9)},
-                  {"tokens_per_busy_s", toks / std::max(busy, 1e-9)},
-                  {"prompt_tokens_fed", a.logic->prompt_tokens_fed()},
-                  {"decode_steps", a.logic->decode_steps()},
-                  {"decode_rows", a.logic->decode_rows()},
-                  {"decode_seconds", a.logic->decode_seconds()},
-                  {"decode_rows_mean", steps ? double(rows) / double(steps) : 0.0},
-                  {"busy_seconds", st->busy_s},
-                  {"prompt_tokens_shared", a.logic->prompt_tokens_shared()},
-                  {"live", a.logic->live()},
-                  {"queued", a.logic->queued()},
-                  {"parked", st->parked.size()},
-                  {"version", a.logic->version()}};
+        auto count = [](const char* name, uint64_t v) { return wire::MetricValue{name, double(v), true}; };
+        std::vector<wire::MetricValue> v = {count("tokens", toks),
+                                            {"tokens_per_s", toks / std::max(secs, 1e-9)},
+                                            {"tokens_per_busy_s", toks / std::max(busy, 1e-9)},
+                                            count("prompt_tokens_fed", a.logic->prompt_tokens_fed()),
+                                            count("decode_steps", a.logic->decode_steps()),
+                                            count("decode_rows", a.logic->decode_rows()),
+                                            {"decode_seconds", a.logic->decode_seconds()},
+                                            {"decode_rows_mean", steps ? double(rows) / double(steps) : 0.0},
+                                            {"busy_seconds", st->busy_s},
+                                            count("prompt_tokens_shared", a.logic->prompt_tokens_shared()),
+                                            count("live", a.logic->live()),
+                                            count("queued", a.logic->queued()),
+                                            count("parked", st->parked.size()),
+                                            count("version", a.logic->version())};
         st->tokens_reported = a.logic->tokens_generated();
         st->steps_reported = a.logic->decode_steps();
         st->rows_reported = a.logic->decode_rows();
         st->since = std::chrono::steady_clock::now();
         st->busy_reported = st->busy_s;
-        st->last_report = j.dump();
+        st->last_report = wire::metrics(st->sender, "generator", 0, wall_unix_ms(), v);
         return st->last_report;
       },
   };
@@ -195,16 +194,19 @@ caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a) {
     std::vector<msg::Bytes> pending;
     std::vector<caf::response_promise> promises;
     bool flush_scheduled = false;
+    wire::Sender sender;
+    uint64_t batches = 0;  // TrainingBatch.batch_id of the last batch
   };
   auto st = std::make_shared<State>();
+  st->sender = {kReplayId, a.incarnation, 0};
   using flush_atom = caf::atom_constant<caf::atom("flush")>;
   return {
-      [=](group_atom, const msg::Bytes& b) -> caf::result<uint64_t> {
+      [=](group_atom, const msg::Bytes& b) -> caf::result<msg::Bytes> {
         auto r = msg::decode<msg::JudgedGroup>(b);
         if (!r.is_ok()) {
           a.rejects->replay++;
           log_warn("replay: rejected a group: {}", r.status().message());
-          return uint64_t(0);
+          return wire::replay_ack(st->sender, 0, false, "rejected: " + r.status().message());
         }
         st->pending.push_back(b);
         st->promises.push_back(self->make_response_promise());
@@ -221,35 +223,44 @@ caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a) {
         st->pending.clear();
         st->promises.clear();
         auto res = a.store->append(groups);
+        if (!res.is_ok()) log_error("replay: append failed: {}", res.status().message());
         for (size_t i = 0; i < promises.size(); ++i) {
-          if (!res.is_ok()) {
-            log_error("replay: append failed: {}", res.status().message());
-            promises[i].deliver(uint64_t(0));
-          } else {
-            promises[i].deliver(msg::decode<msg::JudgedGroup>(groups[i]).value()->group_id());
-          }
+          const uint64_t id = msg::decode<msg::JudgedGroup>(groups[i]).value()->group_id();
+          promises[i].deliver(res.is_ok() ? wire::replay_ack(st->sender, id, true, "")
+                                          : wire::replay_ack(st->sender, id, false, res.status().message()));
         }
       },
-      [=](take_atom, uint64_t n, uint64_t learner_version) -> std::vector<msg::Bytes> {
-        std::vector<msg::Bytes> out;
+      // Replies a TrainingBatch of up to n groups (none when the store failed: logged, and the
+      // learner asks again).
+      [=](take_atom, uint64_t n, uint64_t learner_version) -> msg::Bytes {
+        std::vector<msg::Bytes> groups;
         auto r = a.store->take_batch(size_t(n), learner_version);
-        if (!r.is_ok()) {
+        if (!r.is_ok())
           log_error("replay: take_batch failed: {}", r.status().message());
-          return out;
-        }
-        for (auto& g : r.value()) out.push_back(g.bytes);
-        return out;
+        else
+          for (auto& g : r.value()) groups.push_back(g.bytes);
+        return wire::training_batch(st->sender, ++st->batches, learner_version, groups);
       },
-      [=](commit_atom, const std::vector<uint64_t>& ids, uint64_t step) -> bool {
+      [=](commit_atom, const std::vector<uint64_t>& ids, uint64_t step) -> msg::Bytes {
+        if (step == 0) {
+          a.rejects->replay++;
+          return wire::commit_result(st->sender, 0, false, "rejected: commit of step 0");
+        }
         Status s = a.store->commit_consumed(ids, step);
         if (!s.is_ok()) log_error("replay: commit_consumed failed: {}", s.message());
-        return s.is_ok();
+        return wire::commit_result(st->sender, step, s.is_ok(), s.message());
       },
-      [=](stats_atom) -> std::string {
+      // Metrics (source "replay"): groups by status (pending, consumed, dropped, quarantined),
+      // leased (in memory), and reasons.<class>: dropped and quarantined groups by reason class.
+      [=](stats_atom) -> msg::Bytes {
         ReplayCounters c = a.store->counters();
-        json j = {{"pending", c.by_status[0]}, {"consumed", c.by_status[1]}, {"dropped", c.by_status[2]},
-                  {"quarantined", c.by_status[3]}, {"leased", c.leased}, {"reasons", c.reasons}};
-        return j.dump();
+        std::vector<wire::MetricValue> v = {{"pending", double(c.by_status[0]), true},
+                                            {"consumed", double(c.by_status[1]), true},
+                                            {"dropped", double(c.by_status[2]), true},
+                                            {"quarantined", double(c.by_status[3]), true},
+                                            {"leased", double(c.leased), true}};
+        for (const auto& [k, n] : c.reasons) v.push_back({"reasons." + k, double(n), true});
+        return wire::metrics(st->sender, "replay", 0, wall_unix_ms(), v);
       },
   };
 }

@@ -50,18 +50,18 @@ using gen_atom = caf::atom_constant<caf::atom("gen")>;          // GenerationReq
 using tick_atom = caf::atom_constant<caf::atom("tick")>;        // generator: one decode round
 using rollout_atom = caf::atom_constant<caf::atom("rollout")>;  // Rollout → sampler
 using judge_atom = caf::atom_constant<caf::atom("judge")>;      // JudgeRequest → judge (replies Verdict)
-using group_atom = caf::atom_constant<caf::atom("group")>;      // JudgedGroup → replay (replies ack)
-using take_atom = caf::atom_constant<caf::atom("take")>;        // learner → replay: a batch
-using commit_atom = caf::atom_constant<caf::atom("commit")>;    // learner → replay: consumption
+using group_atom = caf::atom_constant<caf::atom("group")>;      // JudgedGroup → replay (replies ReplayAck)
+using take_atom = caf::atom_constant<caf::atom("take")>;        // learner → replay: (n, version), replies TrainingBatch
+using commit_atom = caf::atom_constant<caf::atom("commit")>;    // learner → replay: (ids, step), replies CommitResult
 using weights_atom = caf::atom_constant<caf::atom("weights")>;  // learner → generators
 using step_atom = caf::atom_constant<caf::atom("step")>;        // StepReport → sampler / driver
 using train_atom = caf::atom_constant<caf::atom("train")>;      // learner: next batch
-using stats_atom = caf::atom_constant<caf::atom("stats")>;      // ask for a JSON stats string
+using stats_atom = caf::atom_constant<caf::atom("stats")>;      // ask for stats, replies Metrics
 using halt_atom = caf::atom_constant<caf::atom("halt")>;        // stop with a checkpoint
 using done_atom = caf::atom_constant<caf::atom("done")>;        // learner → driver: finished
 using fail_atom = caf::atom_constant<caf::atom("fail")>;        // learner → driver: stopped by a failed effect
 using start_atom = caf::atom_constant<caf::atom("start")>;      // sampler: begin issuing
-using eval_atom = caf::atom_constant<caf::atom("eval")>;        // learner → evaluator: accuracy of a version
+using eval_atom = caf::atom_constant<caf::atom("eval")>;        // learner → evaluator: version, replies EvalResult
 
 // Registers the types the pipeline's messages carry, for actor systems that talk to other
 // processes (both ends must register; local actors do not need it).
@@ -82,6 +82,8 @@ inline void configure_scheduler(caf::actor_system_config& cfg, size_t threads) {
 // Actor ids (non-zero, stable within a run): role prefix + index + 1.
 inline uint64_t generator_id(size_t i) { return 0x6e0000ull + i + 1; }
 inline uint64_t judge_id(size_t i) { return 0x3d0000ull + i + 1; }
+constexpr uint64_t kReplayId = 0x7e0000ull + 1;
+constexpr uint64_t kEvaluatorId = 0xe40000ull + 1;
 
 // Shared counters of malformed messages, by receiving role (read by the driver for metrics).
 struct RejectCounters {
@@ -107,6 +109,7 @@ caf::behavior judge_actor(caf::event_based_actor* self, JudgeArgs a);
 struct ReplayArgs {
   std::shared_ptr<ReplayStore> store;
   std::shared_ptr<RejectCounters> rejects;
+  uint64_t incarnation = 1;
 };
 caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a);
 
@@ -131,6 +134,7 @@ struct EvaluatorArgs {
   uint64_t version = 0;          // ... of this version
   std::shared_ptr<RejectCounters> rejects;
   int nice = 10;                 // added to its thread's nice value (0 = unchanged)
+  uint64_t incarnation = 1;
 };
 caf::behavior evaluator_actor(caf::event_based_actor* self, EvaluatorArgs a);
 

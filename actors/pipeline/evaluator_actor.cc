@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -33,6 +34,7 @@ caf::behavior evaluator_actor(caf::event_based_actor*, EvaluatorArgs a) {
     set_thread_inline_only(true);
   }
   auto held = std::make_shared<uint64_t>(a.version);  // the version of a.model's weights
+  auto sender = std::make_shared<wire::Sender>(wire::Sender{kEvaluatorId, a.incarnation, 0});
   return {
       [=](weights_atom, const std::vector<msg::Bytes>& parts) {
         std::vector<float> w;
@@ -46,12 +48,12 @@ caf::behavior evaluator_actor(caf::event_based_actor*, EvaluatorArgs a) {
         std::copy(w.begin(), w.end(), a.model->params());
         *held = version;
       },
-      // Replies {accuracy, seconds}; accuracy is NaN when this actor does not hold `version`
-      // (its weights message was rejected), so the record says so instead of a wrong number.
-      [=](eval_atom, uint64_t version) -> std::vector<double> {
+      // Replies an EvalResult; held = false when this actor does not hold `version` (its weights
+      // message was rejected), so the record says so instead of a wrong number.
+      [=](eval_atom, uint64_t version) -> msg::Bytes {
         if (version != *held) {
           log_warn("evaluator: asked for version {}, holding {}", version, *held);
-          return {NAN, 0.0};
+          return wire::eval_result(*sender, version, false, 0.0, 0.0);
         }
         const auto t0 = std::chrono::steady_clock::now();
         ByteTokenizer tok;
@@ -59,7 +61,11 @@ caf::behavior evaluator_actor(caf::event_based_actor*, EvaluatorArgs a) {
         const double acc = evaluate_tasks(*a.model, tok, c.tasks, c.min_difficulty, c.max_difficulty,
                                           c.eval_examples, c.seed, c.max_new)
                                .accuracy;
-        return {acc, seconds_since(t0)};
+        if (!(acc >= 0.0 && acc <= 1.0)) {  // no examples (0/0) or a broken count: no accuracy to report
+          log_warn("evaluator: accuracy {} of version {} is not in [0, 1]", acc, version);
+          return wire::eval_result(*sender, version, false, 0.0, 0.0);
+        }
+        return wire::eval_result(*sender, version, true, acc, std::max(0.0, seconds_since(t0)));
       },
   };
 }

@@ -28,6 +28,71 @@ namespace m1::pipe {
 
 using json = nlohmann::json;
 
+namespace {
+
+// The record fields of an evaluator's reply to the request for VERSION: {eval_accuracy, eval_s},
+// or {eval_failed: true} when it did not hold that version, or its reply is malformed (counted in
+// REJECTS) or answers another version.
+json eval_fields(const msg::Bytes& reply, uint64_t version, RejectCounters& rejects) {
+  auto r = msg::decode<msg::EvalResult>(reply);
+  if (!r.is_ok() || r.value()->version() != version) {
+    rejects.learner++;
+    log_warn("learner: rejected the evaluation of version {}: {}", version,
+             r.is_ok() ? fmt::format("it is of version {}", r.value()->version()) : r.status().message());
+    return json{{"eval_failed", true}};
+  }
+  if (!r.value()->held()) return json{{"eval_failed", true}};
+  return json{{"eval_accuracy", r.value()->accuracy()}, {"eval_s", r.value()->seconds()}};
+}
+
+// A stats reply (Metrics) as record fields; empty when it is malformed (counted in REJECTS).
+json stats_fields(const msg::Bytes& reply, const char* from, RejectCounters& rejects) {
+  auto r = msg::decode<msg::Metrics>(reply);
+  if (!r.is_ok()) {
+    rejects.learner++;
+    log_warn("learner: rejected the stats of the {}: {}", from, r.status().message());
+    return json::object();
+  }
+  return wire::metrics_json(*r.value());
+}
+
+// The sampler's stats as record fields, under the sampler's names; its per-reason and per-task
+// maps are present (possibly empty) whenever its stats are.
+json sampler_fields(const msg::Bytes& reply, RejectCounters& rejects) {
+  json f = stats_fields(reply, "sampler", rejects);
+  if (f.empty()) return f;
+  for (const char* k : {metric_keys::kFinishReasons, metric_keys::kRewardByTask})
+    if (!f.contains(k)) f[k] = json::object();
+  return f;
+}
+
+// The generator's stats that go into the record, renamed gen_<name>.
+void add_generator_fields(const msg::Bytes& reply, RejectCounters& rejects, json* fields) {
+  json g = stats_fields(reply, "generator", rejects);
+  for (const char* k : {"tokens_per_s", "tokens_per_busy_s", "decode_rows_mean", "prompt_tokens_shared",
+                        "prompt_tokens_fed"})
+    if (g.contains(k)) (*fields)[std::string("gen_") + k] = g[k];
+}
+
+// The outcome of replay's reply to the commit of STEP: an error when it refused, or when the reply
+// is malformed (counted in REJECTS) or answers another step.
+Status commit_status(const msg::Bytes& reply, uint64_t step, RejectCounters& rejects) {
+  auto r = msg::decode<msg::CommitResult>(reply);
+  if (!r.is_ok()) {
+    rejects.learner++;
+    return Status::errorf("malformed reply from replay: {}", r.status().message());
+  }
+  if (r.value()->step() != step) {
+    rejects.learner++;
+    return Status::errorf("replay answered the commit of step {} with step {}", step, r.value()->step());
+  }
+  if (!r.value()->ok())
+    return Status::errorf("replay refused to commit the consumption of step {}: {}", step, r.value()->reason()->str());
+  return Status::ok();
+}
+
+}  // namespace
+
 caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
   struct State {
     std::vector<msg::Bytes> batch;
@@ -94,20 +159,17 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     st->last_eval_step = a.logic->step();
     if (a.cfg.tasks.empty()) return k(json::object());  // only the user's prompts: no held-out set
     st->eval_in_flight = true;
-    auto fields = [](const std::vector<double>& r) {
-      if (r.size() == 2 && std::isfinite(r[0])) return json{{"eval_accuracy", r[0]}, {"eval_s", r[1]}};
-      return json{{"eval_failed", true}};
-    };
-    self->request(a.evaluator, caf::infinite, eval_atom::value, a.logic->version())
+    const uint64_t version = a.logic->version();
+    self->request(a.evaluator, caf::infinite, eval_atom::value, version)
         .then(
-            [=](const std::vector<double>& r) {
+            [=](const msg::Bytes& r) {
               st->eval_in_flight = false;
-              k(fields(r));
+              k(eval_fields(r, version, *a.rejects));
             },
             [=](caf::error& e) {
               log_error("learner: evaluation failed: {}", self->system().render(e));
               st->eval_in_flight = false;
-              k(fields({}));
+              k(json{{"eval_failed", true}});
             });
   };
   // Written as soon as the run is done, before waiting for outstanding replies (stats, an
@@ -211,19 +273,11 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
       log_warn("learner: stats for step {}: {}", step, self->system().render(e));
       complete(step, json::object());
     };
-    self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const std::string& s) {
-      json fields = json::parse(s, nullptr, false);
-      if (!fields.is_object()) fields = json::object();
+    self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const msg::Bytes& s) {
+      json fields = sampler_fields(s, *a.rejects);
       self->request(a.generators[0], caf::infinite, stats_atom::value)
-          .then([=](const std::string& g) mutable {
-            json gj = json::parse(g, nullptr, false);
-            if (gj.is_object()) {
-              fields["gen_tokens_per_s"] = gj["tokens_per_s"];
-              fields["gen_tokens_per_busy_s"] = gj["tokens_per_busy_s"];
-              fields["gen_decode_rows_mean"] = gj["decode_rows_mean"];
-              fields["gen_prompt_tokens_shared"] = gj["prompt_tokens_shared"];
-              fields["gen_prompt_tokens_fed"] = gj["prompt_tokens_fed"];
-            }
+          .then([=](const msg::Bytes& g) mutable {
+            add_generator_fields(g, *a.rejects, &fields);
             complete(step, fields);
           },
           no_stats);
@@ -254,8 +308,15 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
         }
         const size_t need = B - std::min(B, st->batch.size());
         self->request(a.replay, caf::infinite, take_atom::value, uint64_t(need), a.logic->version())
-            .await([=](const std::vector<msg::Bytes>& got) {
-              for (auto& g : got) st->batch.push_back(g);
+            .await([=](const msg::Bytes& reply) {
+              // A malformed batch is counted and asked for again, like a short one.
+              auto got = msg::decode<msg::TrainingBatch>(reply);
+              if (!got.is_ok()) {
+                a.rejects->learner++;
+                log_warn("learner: rejected a batch: {}", got.status().message());
+              } else {
+                for (auto& g : wire::batch_groups(*got.value())) st->batch.push_back(std::move(g));
+              }
               if (st->batch.size() < B) {
                 self->delayed_send(self, std::chrono::milliseconds(10), train_atom::value);
                 return;
@@ -308,10 +369,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
               };
               self->request(a.replay, caf::infinite, commit_atom::value, ids, step)
                   .await(
-                      [=](bool ok) {
-                        after_commit(ok ? Status::ok()
-                                        : Status::errorf("replay refused to commit the consumption of step {}", step));
-                      },
+                      [=](const msg::Bytes& reply) { after_commit(commit_status(reply, step, *a.rejects)); },
                       [=](caf::error& e) { after_commit(Status::error(self->system().render(e))); });
             });
       },

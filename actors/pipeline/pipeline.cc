@@ -163,7 +163,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   std::string failure;  // the learner stopped at a failed effect (its message)
   {
     caf::scoped_actor driver{sys};
-    auto replay = sys.spawn<caf::detached>(pipe::replay_actor, pipe::ReplayArgs{store, rejects});
+    auto replay = sys.spawn<caf::detached>(pipe::replay_actor, pipe::ReplayArgs{store, rejects, incarnation});
     std::vector<caf::actor> judges, gens;
     for (int i = 0; i < c.judges; ++i)
       judges.push_back(sys.spawn(pipe::judge_actor, pipe::JudgeArgs{pipe::judge_id(size_t(i)), incarnation, 0, rejects}));
@@ -196,7 +196,8 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     driver->send(proxy, sampler);
     auto evaluator = sys.spawn<caf::detached>(
         pipe::evaluator_actor,
-        pipe::EvaluatorArgs{c, std::make_shared<Model>(learner->model()), learner->version(), rejects});
+        pipe::EvaluatorArgs{c, std::make_shared<Model>(learner->model()), learner->version(), rejects, 10,
+                            incarnation});
     pipe::LearnerArgs la{c,    learner,     replay,        sampler, driver, evaluator,
                          gens, incarnation, start_seconds, rejects, events};
     auto learner_a = sys.spawn<caf::detached>(pipe::learner_actor, la);

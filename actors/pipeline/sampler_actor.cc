@@ -9,10 +9,10 @@
 //                    actors/judge), then dead-lettered: on_dead_letter();
 //   Verdict        → on_judged(); an accepted group is encoded as a JudgedGroup and sent to
 //                    replay; replay's answer goes to on_persisted(): the group counts as accepted
-//                    only once replay acknowledges its durable write (acked != 0), and until then
+//                    only once replay acknowledges its durable write (ReplayAck.ok), and until then
 //                    it holds an in-flight slot; a failure frees the slot for a replacement;
 //   StepReport     → set_learner_version();
-//   stats          → a JSON object of health metrics since the previous query.
+//   stats          → a Metrics message of health metrics since the previous query (stats()).
 // Transport state kept here (not policy): each open group's prompt message fields and the
 // Rollout bytes by index; the judge-retry state; the metrics window.
 #include <algorithm>
@@ -23,8 +23,6 @@
 #include <optional>
 #include <unordered_map>
 
-#include <nlohmann/json.hpp>
-
 #include "actors/judge/judge_logic.h"
 #include "actors/pipeline/actors.h"
 #include "actors/pipeline/wire.h"
@@ -33,8 +31,6 @@
 #include "model/tokenizer.h"
 
 namespace m1::pipe {
-
-using json = nlohmann::json;
 
 namespace {
 
@@ -188,7 +184,11 @@ class SamplerShell : public std::enable_shared_from_this<SamplerShell> {
     pump();
   }
 
-  std::string stats();
+  // Metrics (source "sampler") since the previous query: reward_mean, reward_shaped_mean,
+  // reward_std, length_mean, length_p99 (tokens), finish_reasons.<reason> and
+  // reward_by_task.<task> (the mean), groups, dropped_zero_variance, dead_lettered (rollouts),
+  // dropped_fraction, wasted_tokens, wasted_fraction; accepted_total, in_flight, dropped_total.
+  msg::Bytes stats();
 
   // Drops every actor handle and all transport state (the sampler terminated).
   void shutdown() {
@@ -207,7 +207,8 @@ class SamplerShell : public std::enable_shared_from_this<SamplerShell> {
   void judge_failed(uint64_t group_id, uint32_t index, uint32_t attempt, const std::string& why);
   void apply(uint64_t group_id, const GroupUpdate& u);
   void persist(const CompletedGroup& g, const GroupWire& w);
-  void persisted(uint64_t group_id, uint64_t acked);
+  void on_ack(uint64_t group_id, const msg::Bytes& ack);
+  void persisted(uint64_t group_id, bool acked);
   // The verified RolloutData of a stored rollout. REQUIRES: w.rollouts[index] non-empty.
   static const msg::RolloutData* rollout_data(const GroupWire& w, uint32_t index) {
     return msg::decode<msg::Rollout>(w.rollouts[index]).value()->data();
@@ -365,23 +366,38 @@ void SamplerShell::persist(const CompletedGroup& g, const GroupWire& w) {
   auto st = shared_from_this();
   const uint64_t group_id = g.group_id;
   self_->request(a_.replay, std::chrono::milliseconds(kReplayTimeoutMs), group_atom::value, gb)
-      .then([st, group_id](uint64_t acked) { st->persisted(group_id, acked); },
+      .then([st, group_id](const msg::Bytes& ack) { st->on_ack(group_id, ack); },
             [st, group_id](caf::error& e) {
               log_error("sampler: replay did not acknowledge group {}: {}", group_id,
                         to_string(e));
-              st->persisted(group_id, 0);
+              st->persisted(group_id, false);
             });
 }
 
-void SamplerShell::persisted(uint64_t group_id, uint64_t acked) {
+// A ReplayAck that does not decode, or names another group, is counted as a reject and treated
+// like no acknowledgement: the group is not accepted.
+void SamplerShell::on_ack(uint64_t group_id, const msg::Bytes& b) {
+  auto r = msg::decode<msg::ReplayAck>(b);
+  if (!r.is_ok() || (r.value()->ok() && r.value()->group_id() != group_id)) {
+    a_.rejects->sampler++;
+    log_warn("sampler: rejected the acknowledgement of group {}: {}", group_id,
+             r.is_ok() ? fmt::format("it names group {}", r.value()->group_id()) : r.status().message());
+    return persisted(group_id, false);
+  }
+  if (!r.value()->ok())
+    log_error("sampler: replay did not store group {}: {}", group_id, r.value()->reason()->str());
+  persisted(group_id, r.value()->ok());
+}
+
+void SamplerShell::persisted(uint64_t group_id, bool acked) {
   if (!logic_) return;
-  Status s = logic_->on_persisted(group_id, acked != 0);
+  Status s = logic_->on_persisted(group_id, acked);
   if (!s.is_ok()) log_error("sampler: {}", s.message());
-  if (acked != 0 && a_.events) (void)a_.events->append("ack " + std::to_string(acked));
+  if (acked && a_.events) (void)a_.events->append("ack " + std::to_string(group_id));
   pump();
 }
 
-std::string SamplerShell::stats() {
+msg::Bytes SamplerShell::stats() {
   const SamplerCounters now = logic_ ? logic_->counters() : SamplerCounters{};
   const uint64_t persist_failures = logic_ ? logic_->persist_failures() : 0;
   const SamplerCounters& p = prev_;
@@ -392,36 +408,35 @@ std::string SamplerShell::stats() {
   const uint64_t wasted = now.tokens_wasted() - p.tokens_wasted();
   const uint64_t tokens = now.tokens_generated - p.tokens_generated;
 
-  json j;
+  std::vector<wire::MetricValue> v;
+  auto real = [&](std::string name, double x) { v.push_back({std::move(name), x, false}); };
+  auto count = [&](std::string name, uint64_t x) { v.push_back({std::move(name), double(x), true}); };
   const Window& w = w_;
   const double n = double(std::max<uint64_t>(w.rollouts, 1));
-  j["reward_mean"] = w.rollouts ? w.reward_sum / n : 0.0;
-  j["reward_shaped_mean"] = w.rollouts ? w.shaped_sum / n : 0.0;
-  j["reward_std"] =
-      w.rollouts ? std::sqrt(std::max(0.0, w.reward_sq / n - std::pow(w.reward_sum / n, 2))) : 0.0;
+  real("reward_mean", w.rollouts ? w.reward_sum / n : 0.0);
+  real("reward_shaped_mean", w.rollouts ? w.shaped_sum / n : 0.0);
+  real("reward_std", w.rollouts ? std::sqrt(std::max(0.0, w.reward_sq / n - std::pow(w.reward_sum / n, 2))) : 0.0);
   double lsum = 0;
   for (int64_t l : w.lengths) lsum += double(l);
-  j["length_mean"] = w.lengths.empty() ? 0.0 : lsum / double(w.lengths.size());
-  j["length_p99"] = w.lengths.empty() ? 0 : nearest_rank_percentile(w.lengths, 0.99);
-  j["finish_reasons"] = w.finish;
-  json bt = json::object();
-  for (const auto& [t, v] : w.reward_by_task) bt[t] = v.first / double(std::max<uint64_t>(v.second, 1));
-  j["reward_by_task"] = bt;
-  j["groups"] = groups;
-  j["dropped_zero_variance"] = zero_var;
-  j["dead_lettered"] = retry_.dead_letters() - prev_dead_letters_;  // rollouts, not groups
-  j["dropped_fraction"] = groups ? double(zero_var + dead_groups) / double(groups) : 0.0;
-  j["wasted_tokens"] = wasted;
-  j["wasted_fraction"] = tokens ? double(wasted) / double(tokens) : 0.0;
-  j["accepted_total"] = logic_ ? logic_->accepted() : 0;
-  j["in_flight"] = logic_ ? logic_->in_flight() : 0;
-  j["dropped_total"] = now.groups_dropped();
+  real("length_mean", w.lengths.empty() ? 0.0 : lsum / double(w.lengths.size()));
+  v.push_back({"length_p99", w.lengths.empty() ? 0.0 : double(nearest_rank_percentile(w.lengths, 0.99)), true});
+  for (const auto& [reason, k] : w.finish) count("finish_reasons." + reason, k);
+  for (const auto& [t, x] : w.reward_by_task) real("reward_by_task." + t, x.first / double(std::max<uint64_t>(x.second, 1)));
+  count("groups", groups);
+  count("dropped_zero_variance", zero_var);
+  count("dead_lettered", retry_.dead_letters() - prev_dead_letters_);  // rollouts, not groups
+  real("dropped_fraction", groups ? double(zero_var + dead_groups) / double(groups) : 0.0);
+  count("wasted_tokens", wasted);
+  real("wasted_fraction", tokens ? double(wasted) / double(tokens) : 0.0);
+  count("accepted_total", logic_ ? logic_->accepted() : 0);
+  count("in_flight", logic_ ? logic_->in_flight() : 0);
+  count("dropped_total", now.groups_dropped());
 
   prev_ = now;
   prev_persist_failures_ = persist_failures;
   prev_dead_letters_ = retry_.dead_letters();
   w_ = Window();
-  return j.dump();
+  return wire::metrics(sender_, "sampler", 0, unix_ms(), v);
 }
 
 }  // namespace
@@ -440,7 +455,7 @@ caf::behavior sampler_actor(caf::event_based_actor* self, SamplerArgs a) {
       [st](start_atom) { st->pump(); },
       [st](rollout_atom, const msg::Bytes& b) { st->on_rollout(b); },
       [st](step_atom, const msg::Bytes& b) { st->on_step(b); },
-      [st](stats_atom) -> std::string { return st->stats(); },
+      [st](stats_atom) -> msg::Bytes { return st->stats(); },
   };
 }
 

@@ -1,6 +1,8 @@
 #include "actors/pipeline/wire.h"
 
+#include <cmath>
 #include <cstring>
+#include <unordered_set>
 
 #include "base/check.h"
 
@@ -180,6 +182,94 @@ msg::Bytes step_report(Sender& s, uint64_t step, uint64_t version, float loss, c
   FlatBufferBuilder b(512);
   auto env = s.envelope(b);
   return finish_or_die(b, msg::CreateStepReportDirect(b, env, step, version, loss, &consumed, checkpoint_step));
+}
+
+msg::Bytes training_batch(Sender& s, uint64_t batch_id, uint64_t learner_version,
+                          const std::vector<msg::Bytes>& groups) {
+  FlatBufferBuilder b(1024);
+  std::vector<uint64_t> ids;
+  std::vector<flatbuffers::Offset<msg::GroupMessage>> msgs;
+  for (const msg::Bytes& g : groups) {
+    auto d = msg::decode<msg::JudgedGroup>(g);
+    M1_CHECK_MSG(d.is_ok(), d.status().message().c_str());
+    ids.push_back(d.value()->group_id());
+    // 8-aligned in the batch, so the nested message's 8-byte fields are aligned in place.
+    b.ForceVectorAlignment(g.size(), 1, 8);
+    auto bytes = b.CreateVector(g.data(), g.size());
+    msgs.push_back(msg::CreateGroupMessage(b, bytes));
+  }
+  auto env = s.envelope(b);
+  return finish_or_die(b, msg::CreateTrainingBatchDirect(b, env, batch_id, learner_version, &ids, &msgs));
+}
+
+std::vector<msg::Bytes> batch_groups(const msg::TrainingBatch& batch) {
+  std::vector<msg::Bytes> out;
+  if (!batch.groups()) return out;
+  for (const msg::GroupMessage* g : *batch.groups())
+    out.emplace_back(std::vector<uint8_t>(g->bytes()->begin(), g->bytes()->end()));
+  return out;
+}
+
+static std::string outcome_reason(bool ok, const std::string& reason) {
+  if (ok) return "";
+  return reason.empty() ? "failed" : reason.substr(0, 1024);
+}
+
+msg::Bytes replay_ack(Sender& s, uint64_t group_id, bool ok, const std::string& reason) {
+  FlatBufferBuilder b(256);
+  auto env = s.envelope(b);
+  return finish_or_die(b, msg::CreateReplayAckDirect(b, env, group_id, ok, outcome_reason(ok, reason).c_str()));
+}
+
+msg::Bytes commit_result(Sender& s, uint64_t step, bool ok, const std::string& reason) {
+  FlatBufferBuilder b(256);
+  auto env = s.envelope(b);
+  return finish_or_die(b, msg::CreateCommitResultDirect(b, env, step, ok, outcome_reason(ok, reason).c_str()));
+}
+
+msg::Bytes eval_result(Sender& s, uint64_t version, bool held, double accuracy, double seconds) {
+  FlatBufferBuilder b(128);
+  auto env = s.envelope(b);
+  return finish_or_die(b, msg::CreateEvalResult(b, env, version, held, held ? accuracy : 0.0, held ? seconds : 0.0));
+}
+
+msg::Bytes metrics(Sender& s, const std::string& source, uint64_t step, uint64_t unix_ms,
+                   const std::vector<MetricValue>& values) {
+  FlatBufferBuilder b(1024);
+  std::vector<flatbuffers::Offset<msg::Metric>> out;
+  std::unordered_set<std::string> seen;
+  for (const MetricValue& v : values) {
+    if (!std::isfinite(v.value) || v.name.empty() || v.name.size() > 128 || !seen.insert(v.name).second) continue;
+    const double value = v.integer ? std::trunc(v.value) : v.value;
+    if (v.integer && std::fabs(value) > 9007199254740992.0) continue;
+    out.push_back(msg::CreateMetricDirect(b, v.name.c_str(), value, v.integer));
+  }
+  auto env = s.envelope(b);
+  return finish_or_die(b, msg::CreateMetricsDirect(b, env, step, unix_ms, source.c_str(), &out));
+}
+
+nlohmann::json metrics_json(const msg::Metrics& m) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!m.values()) return j;
+  for (const msg::Metric* v : *m.values()) {
+    nlohmann::json value;
+    if (!v->integer())
+      value = v->value();
+    else if (v->value() >= 0)
+      value = uint64_t(v->value());
+    else
+      value = int64_t(v->value());
+    const std::string name = v->name()->str();
+    const size_t dot = name.find('.');
+    if (dot == std::string::npos) {
+      j[name] = std::move(value);
+    } else {
+      nlohmann::json& obj = j[name.substr(0, dot)];
+      if (!obj.is_object()) obj = nlohmann::json::object();
+      obj[name.substr(dot + 1)] = std::move(value);
+    }
+  }
+  return j;
 }
 
 void to_train_rollouts(const msg::JudgedGroup& g, std::vector<TrainRollout>* out) {

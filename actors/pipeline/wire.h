@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "actors/generator/generator_logic.h"
 #include "actors/learner/learner_logic.h"
 #include "base/status.h"
@@ -57,6 +59,36 @@ Status assemble_weights(const std::vector<msg::Bytes>& parts, size_t n, std::vec
 
 msg::Bytes step_report(Sender& s, uint64_t step, uint64_t version, float loss, const std::vector<uint64_t>& consumed,
                        uint64_t checkpoint_step);
+
+// Replay → learner: the reply to a take request. GROUPS: verified JudgedGroup messages (at most
+// 100000, distinct group ids), carried byte for byte. REQUIRES: batch_id ≥ 1.
+msg::Bytes training_batch(Sender& s, uint64_t batch_id, uint64_t learner_version, const std::vector<msg::Bytes>& groups);
+// The JudgedGroup messages of a verified TrainingBatch, each copied into its own (aligned) buffer.
+std::vector<msg::Bytes> batch_groups(const msg::TrainingBatch& batch);
+
+// Replay → sampler: the acknowledgement of a JudgedGroup (group_id 0 when it could not be
+// decoded). REASON is cut to 1024 bytes; an empty reason on a failure becomes "failed".
+msg::Bytes replay_ack(Sender& s, uint64_t group_id, bool ok, const std::string& reason);
+// Replay → learner: the outcome of committing STEP's consumption (REQUIRES: step ≥ 1 when ok).
+msg::Bytes commit_result(Sender& s, uint64_t step, bool ok, const std::string& reason);
+// Evaluator → learner: the accuracy of VERSION; when !held, accuracy and seconds are sent as 0.
+// REQUIRES (held): accuracy in [0, 1], seconds finite and ≥ 0.
+msg::Bytes eval_result(Sender& s, uint64_t version, bool held, double accuracy, double seconds);
+
+// One named scalar of a stats reply. integer: a count, written to JSON as an integer.
+struct MetricValue {
+  std::string name;  // "a.b": key b of the JSON object a
+  double value = 0;
+  bool integer = false;
+};
+// A Metrics message from SOURCE. Values the schema would refuse are left out, never sent: a
+// non-finite value (not measured), an empty or over-long (> 128 bytes) name, a repeated name
+// (the first counts).
+msg::Bytes metrics(Sender& s, const std::string& source, uint64_t step, uint64_t unix_ms,
+                   const std::vector<MetricValue>& values);
+// The values of a verified Metrics as a JSON object: a name "a.b" becomes j["a"]["b"] (split at
+// the first '.'), integer values JSON integers.
+nlohmann::json metrics_json(const msg::Metrics& m);
 
 // The training rollouts of a verified JudgedGroup.
 void to_train_rollouts(const msg::JudgedGroup& g, std::vector<TrainRollout>* out);

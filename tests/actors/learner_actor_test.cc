@@ -9,6 +9,7 @@
 
 #include "actors/learner/learner_loop.h"
 #include "actors/pipeline/actors.h"
+#include "actors/pipeline/wire.h"
 #include "base/file.h"
 #include "model/config.h"
 #include "tests/actors/caf_test_system.h"
@@ -37,8 +38,11 @@ namespace {
 
 struct Peers {
   bool commit_ok = true;
+  bool malformed_commit = false;  // replay answers the commit with bytes that do not decode
+  int malformed_batches = 0;      // the first N take replies do not decode
   int takes = 0, commits = 0, weights_to_generator = 0, steps_to_driver = 0;
   uint64_t done_step = 0;
+  uint64_t rejected = 0;  // the learner's reject count at the end
   std::string failure;
 };
 
@@ -59,41 +63,49 @@ void run_learner(const std::string& dir, int steps, Peers* p) {
   auto logic = std::make_shared<LearnerLogic>(m, lc);
   TestSystem ts;
   uint64_t next_group = 1;
-  auto replay = ts.sys->spawn([p, &next_group]() -> caf::behavior {
+  wire::Sender rs{pipe::kReplayId, 1, 0}, ss{0x5a0001, 1, 0}, gs{pipe::generator_id(0), 1, 0},
+      es{pipe::kEvaluatorId, 1, 0};
+  auto replay = ts.sys->spawn([p, &next_group, &rs]() -> caf::behavior {
     return {
-        [p, &next_group](pipe::take_atom, uint64_t need, uint64_t version) {
+        [p, &next_group, &rs](pipe::take_atom, uint64_t need, uint64_t version) -> msg::Bytes {
           ++p->takes;
+          if (p->takes <= p->malformed_batches) return msg::Bytes(std::vector<uint8_t>(64, 0x5a));
           std::vector<msg::Bytes> out;
           for (uint64_t i = 0; i < need; ++i) out.push_back(make_synthetic_group(next_group++, "add", version, 2, 3));
-          return out;
+          return wire::training_batch(rs, uint64_t(p->takes), version, out);
         },
-        [p](pipe::commit_atom, const std::vector<uint64_t>&, uint64_t) {
+        [p, &rs](pipe::commit_atom, const std::vector<uint64_t>&, uint64_t step) -> msg::Bytes {
           ++p->commits;
-          return p->commit_ok;
+          if (p->malformed_commit) return msg::Bytes(std::vector<uint8_t>{1, 2, 3});
+          return wire::commit_result(rs, step, p->commit_ok, p->commit_ok ? "" : "disk full");
         },
     };
   });
-  auto stats = [] { return std::string("{}"); };
-  auto sampler = ts.sys->spawn([stats]() -> caf::behavior {
-    return {[](pipe::step_atom, const msg::Bytes&) {}, [stats](pipe::stats_atom) { return stats(); }};
+  auto sampler = ts.sys->spawn([&ss]() -> caf::behavior {
+    return {[](pipe::step_atom, const msg::Bytes&) {},
+            [&ss](pipe::stats_atom) { return wire::metrics(ss, "sampler", 0, 0, {{"groups", 2, true}}); }};
   });
-  auto generator = ts.sys->spawn([p, stats]() -> caf::behavior {
+  auto generator = ts.sys->spawn([p, &gs]() -> caf::behavior {
     return {[p](pipe::weights_atom, const std::vector<msg::Bytes>&) { ++p->weights_to_generator; },
-            [stats](pipe::stats_atom) { return stats(); }};
+            [&gs](pipe::stats_atom) { return wire::metrics(gs, "generator", 0, 0, {{"tokens_per_s", 12.5}}); }};
   });
-  auto evaluator = ts.sys->spawn([]() -> caf::behavior {
+  auto evaluator = ts.sys->spawn([&es]() -> caf::behavior {
     return {[](pipe::weights_atom, const std::vector<msg::Bytes>&) {},
-            [](pipe::eval_atom, uint64_t) { return std::vector<double>{0.5, 0.0}; }};
+            [&es](pipe::eval_atom, uint64_t v) { return wire::eval_result(es, v, true, 0.5, 0.0); }};
   });
   auto driver = ts.sys->spawn([p]() -> caf::behavior {
     return {[p](pipe::step_atom, const std::string&) { ++p->steps_to_driver; },
             [p](pipe::done_atom, uint64_t step) { p->done_step = step; },
             [p](pipe::fail_atom, const std::string& why) { p->failure = why; }};
   });
-  pipe::LearnerArgs la{c, logic, replay, sampler, driver, evaluator, {generator}, 1, 0, std::make_shared<pipe::RejectCounters>(), nullptr};
+  auto rejects = std::make_shared<pipe::RejectCounters>();
+  pipe::LearnerArgs la{c, logic, replay, sampler, driver, evaluator, {generator}, 1, 0, rejects, nullptr};
   auto learner = ts.sys->spawn(pipe::learner_actor, la);
   caf::anon_send(learner, pipe::train_atom::value);
   ts.sched->run();
+  // A short or malformed batch is asked for again after a delay (a timeout on this scheduler).
+  for (int i = 0; i < 100 && ts.sched->trigger_timeouts() > 0; ++i) ts.sched->run();
+  p->rejected = rejects->learner.load();
   for (auto& h : {learner, replay, sampler, generator, evaluator, driver})
     caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   ts.sched->run();
@@ -131,4 +143,30 @@ TEST_CASE("learner actor: a step whose replay commit failed is not checkpointed 
   CHECK(p.done_step == 0);
   CHECK_MESSAGE(p.failure.find("commit") != std::string::npos, p.failure);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("learner actor: a malformed batch is counted and asked for again; a malformed commit reply stops the run") {
+  {
+    const std::string dir = fresh("bad-batch");
+    Peers p;
+    p.malformed_batches = 2;
+    run_learner(dir, 1, &p);
+    CHECK(p.failure.empty());
+    CHECK(p.done_step == 1);
+    CHECK(p.takes == 3);
+    CHECK(p.rejected == 2);
+    std::filesystem::remove_all(dir);
+  }
+  {
+    const std::string dir = fresh("bad-commit");
+    Peers p;
+    p.malformed_commit = true;
+    run_learner(dir, 2, &p);
+    CHECK(p.commits == 1);
+    CHECK(p.weights_to_generator == 0);
+    CHECK(p.done_step == 0);
+    CHECK(p.rejected == 1);
+    CHECK_MESSAGE(p.failure.find("malformed reply") != std::string::npos, p.failure);
+    std::filesystem::remove_all(dir);
+  }
 }

@@ -14,6 +14,7 @@
 #include "actors/pipeline/wire.h"
 #include "tests/actors/caf_test_system.h"
 #include "base/file.h"
+#include <nlohmann/json.hpp>
 #include "model/model.h"
 #include "model/sft.h"
 #include "model/tokenizer.h"
@@ -82,6 +83,8 @@ TEST_CASE("judge actor: a correct and a wrong answer get rewards 1 and 0; garbag
   ts.sched->run();
 }
 
+using json = nlohmann::json;
+
 TEST_CASE("replay actor: groups are acknowledged after the durable group commit, then served and committed") {
   TestSystem ts;
   const std::string dir =
@@ -100,26 +103,63 @@ TEST_CASE("replay actor: groups are acknowledged after the durable group commit,
   auto client = ts.sys->spawn([&](caf::event_based_actor* self) {
     for (uint64_t g = 1; g <= 3; ++g)
       self->request(replay, caf::infinite, pipe::group_atom::value, make_synthetic_group(g, "add", 0, 2, 4))
-          .then([&](uint64_t id) { acks.push_back(id); });
+          .then([&](const msg::Bytes& b) {
+            auto ack = msg::decode<msg::ReplayAck>(b);
+            REQUIRE(ack.is_ok());
+            CHECK(ack.value()->ok());
+            acks.push_back(ack.value()->group_id());
+          });
   });
   ts.sched->run();
   CHECK(acks == std::vector<uint64_t>{1, 2, 3});
   CHECK(sp->counters().by_status[0] == 3);  // durable before the acks were delivered
   auto client2 = ts.sys->spawn([&](caf::event_based_actor* self) {
     self->request(replay, caf::infinite, pipe::take_atom::value, uint64_t(2), uint64_t(1))
-        .then([&, self](const std::vector<msg::Bytes>& got) {
+        .then([&, self](const msg::Bytes& reply) {
+          auto batch = msg::decode<msg::TrainingBatch>(reply);
+          REQUIRE(batch.is_ok());
+          CHECK(batch.value()->learner_version() == 1);
+          std::vector<msg::Bytes> got = wire::batch_groups(*batch.value());
           served = got.size();
           std::vector<uint64_t> ids;
           for (auto& b : got) ids.push_back(msg::decode<msg::JudgedGroup>(b).value()->group_id());
+          CHECK(ids == std::vector<uint64_t>(batch.value()->group_ids()->begin(), batch.value()->group_ids()->end()));
           self->request(replay, caf::infinite, pipe::commit_atom::value, ids, uint64_t(1))
-              .then([&](bool ok) { committed = ok; });
+              .then([&](const msg::Bytes& b) {
+                auto r = msg::decode<msg::CommitResult>(b);
+                REQUIRE(r.is_ok());
+                CHECK(r.value()->step() == 1);
+                committed = r.value()->ok();
+              });
         });
   });
   ts.sched->run();
   CHECK(served == 2);
   CHECK(committed);
   CHECK(sp->counters().by_status[1] == 2);
-  for (auto& a : {replay, client, client2}) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  // A group that does not decode is refused (and counted); stats are a Metrics message.
+  bool refused = false;
+  json stats;
+  auto client3 = ts.sys->spawn([&](caf::event_based_actor* self) {
+    self->request(replay, caf::infinite, pipe::group_atom::value, msg::Bytes(std::vector<uint8_t>(16, 7)))
+        .then([&](const msg::Bytes& b) {
+          auto ack = msg::decode<msg::ReplayAck>(b);
+          REQUIRE(ack.is_ok());
+          refused = !ack.value()->ok() && ack.value()->group_id() == 0;
+        });
+    self->request(replay, caf::infinite, pipe::stats_atom::value).then([&](const msg::Bytes& b) {
+      auto m = msg::decode<msg::Metrics>(b);
+      REQUIRE(m.is_ok());
+      stats = wire::metrics_json(*m.value());
+    });
+  });
+  ts.sched->run();
+  CHECK(refused);
+  CHECK(rejects->replay.load() == 1);
+  CHECK(stats["pending"] == 1);
+  CHECK(stats["consumed"] == 2);
+  CHECK(stats["leased"] == 0);
+  for (auto& a : {replay, client, client2, client3}) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   ts.sched->run();
   sp.reset();
   remove_all(dir);
@@ -178,11 +218,14 @@ TEST_CASE("evaluator actor: evaluates the version it holds, takes published weig
   std::vector<uint8_t> flipped = bad[1].vec();
   flipped[flipped.size() / 2] ^= 0x40;
   bad[1] = msg::Bytes(std::move(flipped));
-  std::vector<std::vector<double>> replies;
+  std::vector<std::vector<double>> replies;  // {held, accuracy, seconds}
   auto ask = [&](uint64_t version) {
     ts.sys->spawn([&, version](caf::event_based_actor* self) {
-      self->request(ev, caf::infinite, pipe::eval_atom::value, version).then([&](const std::vector<double>& r) {
-        replies.push_back(r);
+      self->request(ev, caf::infinite, pipe::eval_atom::value, version).then([&, version](const msg::Bytes& b) {
+        auto r = msg::decode<msg::EvalResult>(b);
+        REQUIRE(r.is_ok());
+        CHECK(r.value()->version() == version);
+        replies.push_back({double(r.value()->held()), r.value()->accuracy(), r.value()->seconds()});
       });
     });
     ts.sched->run();
@@ -207,14 +250,14 @@ TEST_CASE("evaluator actor: evaluates the version it holds, takes published weig
   };
   Model moved = m;
   std::copy(next.begin(), next.end(), moved.params());
-  REQUIRE(replies[0].size() == 2);
-  REQUIRE(replies[2].size() == 2);
-  CHECK(replies[0][0] == expected(m));
-  CHECK(replies[2][0] == expected(moved));
-  CHECK(replies[0][1] >= 0.0);
-  CHECK(replies[2][1] >= 0.0);
-  CHECK(std::isnan(replies[1][0]));
-  CHECK(std::isnan(replies[3][0]));
+  CHECK(replies[0][0] == 1.0);  // held
+  CHECK(replies[2][0] == 1.0);
+  CHECK(replies[0][1] == expected(m));
+  CHECK(replies[2][1] == expected(moved));
+  CHECK(replies[0][2] >= 0.0);
+  CHECK(replies[2][2] >= 0.0);
+  CHECK(replies[1] == std::vector<double>{0.0, 0.0, 0.0});  // not held: no accuracy
+  CHECK(replies[3] == std::vector<double>{0.0, 0.0, 0.0});
   caf::anon_send_exit(ev, caf::exit_reason::user_shutdown);
   ts.sched->run();
 }

@@ -73,17 +73,19 @@ TEST_CASE("sampler actor: issues, judges with retries, persists, refills") {
       return wire::verdict(js, d->rollout_id(), 9, true, float(d->index() % 2), 1, "ok");
     }};
   });
-  auto replay = ts.sys->spawn([log](caf::event_based_actor*) -> caf::behavior {
-    return {[=](pipe::group_atom, const msg::Bytes& b) -> uint64_t {
+  wire::Sender rs{pipe::kReplayId, 1, 0};
+  auto replay = ts.sys->spawn([log, &rs](caf::event_based_actor*) -> caf::behavior {
+    return {[=, &rs](pipe::group_atom, const msg::Bytes& b) -> msg::Bytes {
       auto g = msg::decode<msg::JudgedGroup>(b);
       REQUIRE(g.is_ok());
       ++log->replay_calls;
       std::vector<float> rw;
       for (auto* r : *g.value()->rollouts()) rw.push_back(r->reward());
       log->replay_rewards.push_back(rw);
-      if (log->replay_calls == 1) return 0;  // the first write fails
-      log->replay_groups.push_back(g.value()->group_id());
-      return g.value()->group_id();
+      const uint64_t id = g.value()->group_id();
+      if (log->replay_calls == 1) return wire::replay_ack(rs, id, false, "disk full");  // the first write fails
+      log->replay_groups.push_back(id);
+      return wire::replay_ack(rs, id, true, "");
     }};
   });
   const std::string dir = (std::filesystem::temp_directory_path() / ("m1-g4-probe-" + std::to_string(getpid()))).string();
@@ -132,12 +134,14 @@ TEST_CASE("sampler actor: issues, judges with retries, persists, refills") {
   auto ev = read_file(dir + "/events.log");
   REQUIRE(ev.is_ok());
   CHECK(ev.value() == "ack " + std::to_string(base + 2) + "\nack " + std::to_string(base + 4) + "\n");
-  std::string stats;
+  msg::Bytes stats;
   auto client = ts.sys->spawn([&](caf::event_based_actor* self) {
-    self->request(sampler, caf::infinite, pipe::stats_atom::value).then([&](const std::string& s) { stats = s; });
+    self->request(sampler, caf::infinite, pipe::stats_atom::value).then([&](const msg::Bytes& s) { stats = s; });
   });
   ts.sched->run();
-  auto j = nlohmann::json::parse(stats);
+  REQUIRE(msg::decode<msg::Metrics>(stats).is_ok());
+  CHECK(msg::decode<msg::Metrics>(stats).value()->source()->str() == "sampler");
+  auto j = wire::metrics_json(*msg::decode<msg::Metrics>(stats).value());
   MESSAGE(j.dump());
   CHECK(j["accepted_total"] == 2);
   CHECK(j["in_flight"] == 0);
@@ -155,12 +159,13 @@ TEST_CASE("sampler actor: issues, judges with retries, persists, refills") {
   ts.sched->run();
   CHECK(log->replay_groups.size() == 4);
   CHECK(std::get<4>(log->gen.back()) == 6);
-  std::string stats2;
+  msg::Bytes stats2;
   auto client2 = ts.sys->spawn([&](caf::event_based_actor* self) {
-    self->request(sampler, caf::infinite, pipe::stats_atom::value).then([&](const std::string& s) { stats2 = s; });
+    self->request(sampler, caf::infinite, pipe::stats_atom::value).then([&](const msg::Bytes& s) { stats2 = s; });
   });
   ts.sched->run();
-  auto j2 = nlohmann::json::parse(stats2);
+  REQUIRE(msg::decode<msg::Metrics>(stats2).is_ok());
+  auto j2 = wire::metrics_json(*msg::decode<msg::Metrics>(stats2).value());
   MESSAGE(j2.dump());
   CHECK(j2["groups"] == 2);
   CHECK(j2["accepted_total"] == 4);
@@ -207,9 +212,10 @@ TEST_CASE("sampler actor: every request of a group goes to one generator; groups
       return wire::verdict(js, d->rollout_id(), 9, true, float(d->index() % 2), 1, "ok");
     }};
   });
-  auto replay = ts.sys->spawn([](caf::event_based_actor*) -> caf::behavior {
-    return {[](pipe::group_atom, const msg::Bytes& b) -> uint64_t {
-      return msg::decode<msg::JudgedGroup>(b).value()->group_id();
+  wire::Sender rs{pipe::kReplayId, 1, 0};
+  auto replay = ts.sys->spawn([&rs](caf::event_based_actor*) -> caf::behavior {
+    return {[&rs](pipe::group_atom, const msg::Bytes& b) -> msg::Bytes {
+      return wire::replay_ack(rs, msg::decode<msg::JudgedGroup>(b).value()->group_id(), true, "");
     }};
   });
   pipe::SamplerArgs sa;

@@ -359,14 +359,19 @@ std::vector<Violation> violations() {
        "TrainingBatch.group_ids[1]: must be non-zero");
   tbat([](TrainingBatchSpec& s) { s.group_ids = std::vector<uint64_t>{4243, 4242}; },
        "TrainingBatch.group_ids[0]: 4243 != groups[0].group_id 4242");
+  tbat([](TrainingBatchSpec& s) { s.group_ids = std::vector<uint64_t>{4242, 4242}; },
+       "TrainingBatch.group_ids[1]: 4242 appears twice");
   tbat([](TrainingBatchSpec& s) { (*s.groups)[1].rollouts = std::vector<RolloutDataSpec>{}; },
-       "TrainingBatch.groups[1].rollouts: must hold at least one rollout");
+       "TrainingBatch.groups[1].bytes: JudgedGroup.rollouts: must hold at least one rollout");
   tbat([](TrainingBatchSpec& s) { (*s.groups)[0].task.reset(); },
-       "TrainingBatch.groups[0].task: required but missing");
+       "TrainingBatch.groups[0].bytes: JudgedGroup.task: required but missing");
+  tbat([](TrainingBatchSpec& s) { (*s.groups)[0].envelope.present = false; },
+       "TrainingBatch.groups[0].bytes: JudgedGroup.envelope: required but missing");
   tbat([](TrainingBatchSpec& s) { (*(*s.groups)[1].rollouts)[0].reward = kNaN; },
-       "TrainingBatch.groups[1].rollouts[0].reward: must be finite, got nan");
+       "TrainingBatch.groups[1].bytes: JudgedGroup.rollouts[0].reward: must be finite, got nan");
   tbat([](TrainingBatchSpec& s) { (*(*s.groups)[1].rollouts)[2].group_id = 4242; },
-       "TrainingBatch.groups[1].rollouts[2].group_id: 4242 != the group's group_id 4243");
+       "TrainingBatch.groups[1].bytes: JudgedGroup.rollouts[2].group_id: 4242 != the group's group_id 4243");
+  tbat([](TrainingBatchSpec& s) { s.misalign = true; }, "TrainingBatch.groups[0].bytes: not 8-byte aligned");
   tbat([](TrainingBatchSpec& s) { s.batch_id = 0; }, "TrainingBatch.batch_id: must be non-zero");
 
   auto wann = [&](std::function<void(WeightsAnnouncementSpec&)> f, std::string e) {
@@ -453,6 +458,40 @@ std::vector<Violation> violations() {
   metr([](MetricsSpec& s) { (*s.values)[2].value = -std::numeric_limits<double>::infinity(); },
        "Metrics.values[2].value: must be finite, got -inf");
   metr([](MetricsSpec& s) { s.envelope.sender = 0; }, "Metrics.envelope.sender: must be non-zero");
+  metr([](MetricsSpec& s) { (*s.values)[3].name = "tokens_per_s"; },
+       "Metrics.values[3].name: \"tokens_per_s\" appears twice");
+  metr([](MetricsSpec& s) { (*s.values)[1].value = 2.5; },
+       "Metrics.values[1].value: 2.5 is not a whole number in [-2^53, 2^53] (integer is set)");
+  metr([](MetricsSpec& s) { (*s.values)[1].value = 1e17; }, "Metrics.values[1].value: 1e+17 is not a whole number");
+
+  auto rack = [&](std::function<void(ReplayAckSpec&)> f, std::string e) {
+    v.push_back({"replay_ack", with<ReplayAckSpec>(f), std::move(e)});
+  };
+  rack([](ReplayAckSpec& s) { s.group_id = 0; }, "ReplayAck.group_id: must be non-zero");
+  rack([](ReplayAckSpec& s) { s.reason = "x"; }, "ReplayAck.reason: must be empty when ok");
+  rack([](ReplayAckSpec& s) { s.ok = false; }, "ReplayAck.reason: must be non-empty when not ok");
+  rack([](ReplayAckSpec& s) { s.ok = false, s.reason = std::string(1025, 'r'); },
+       "ReplayAck.reason: length 1025 exceeds 1024 bytes");
+  rack([](ReplayAckSpec& s) { s.envelope.present = false; }, "ReplayAck.envelope: required but missing");
+
+  auto cres = [&](std::function<void(CommitResultSpec&)> f, std::string e) {
+    v.push_back({"commit_result", with<CommitResultSpec>(f), std::move(e)});
+  };
+  cres([](CommitResultSpec& s) { s.step = 0; }, "CommitResult.step: must be >= 1 when ok");
+  cres([](CommitResultSpec& s) { s.reason = "x"; }, "CommitResult.reason: must be empty when ok");
+  cres([](CommitResultSpec& s) { s.ok = false; }, "CommitResult.reason: must be non-empty when not ok");
+  cres([](CommitResultSpec& s) { s.envelope.seq = 0; }, "CommitResult.envelope.seq: must be >= 1");
+
+  auto eres = [&](std::function<void(EvalResultSpec&)> f, std::string e) {
+    v.push_back({"eval_result", with<EvalResultSpec>(f), std::move(e)});
+  };
+  eres([](EvalResultSpec& s) { s.accuracy = kNaN; }, "EvalResult.accuracy: must be finite, got nan");
+  eres([](EvalResultSpec& s) { s.accuracy = 1.5; }, "EvalResult.accuracy: 1.5 not in [0, 1]");
+  eres([](EvalResultSpec& s) { s.accuracy = -0.25; }, "EvalResult.accuracy: -0.25 not in [0, 1]");
+  eres([](EvalResultSpec& s) { s.seconds = -1; }, "EvalResult.seconds: -1 < 0");
+  eres([](EvalResultSpec& s) { s.seconds = kInf; }, "EvalResult.seconds: must be finite, got inf");
+  eres([](EvalResultSpec& s) { s.held = false; }, "must be 0 when the version is not held");
+  eres([](EvalResultSpec& s) { s.envelope.incarnation = 0; }, "EvalResult.envelope.incarnation: must be non-zero");
   return v;
 }
 

@@ -126,19 +126,46 @@ struct JudgedGroupSpec {
   uint64_t created_unix_ms = 1718000000123ull;
 };
 
-struct JudgedGroupRefSpec {
-  uint64_t group_id = 4242;
-  std::optional<std::string> task = "add";
-  std::optional<std::vector<RolloutDataSpec>> rollouts = group_rollouts(4242, 2);
-};
+// The full JudgedGroupSpec with another id, task and G.
+inline JudgedGroupSpec group_spec(uint64_t group_id, const char* task, uint32_t g) {
+  JudgedGroupSpec s;
+  s.group_id = group_id;
+  s.task = task;
+  s.rollouts = group_rollouts(group_id, g, task);
+  return s;
+}
 
 struct TrainingBatchSpec {
   EnvelopeSpec envelope;
   uint64_t batch_id = 77;
   uint64_t learner_version = 12;
   std::optional<std::vector<uint64_t>> group_ids = std::vector<uint64_t>{4242, 4243};
-  std::optional<std::vector<JudgedGroupRefSpec>> groups = std::vector<JudgedGroupRefSpec>{
-      {4242, "add", group_rollouts(4242, 2)}, {4243, "sort", group_rollouts(4243, 3, "sort")}};
+  // Each built as a whole JudgedGroup message and nested as GroupMessage.bytes.
+  std::optional<std::vector<JudgedGroupSpec>> groups =
+      std::vector<JudgedGroupSpec>{group_spec(4242, "add", 2), group_spec(4243, "sort", 3)};
+  bool misalign = false;  // nest the groups 4-aligned only (no ForceVectorAlignment)
+};
+
+struct ReplayAckSpec {
+  EnvelopeSpec envelope;
+  uint64_t group_id = 4242;
+  bool ok = true;
+  std::optional<std::string> reason;
+};
+
+struct CommitResultSpec {
+  EnvelopeSpec envelope;
+  uint64_t step = 12;
+  bool ok = true;
+  std::optional<std::string> reason;
+};
+
+struct EvalResultSpec {
+  EnvelopeSpec envelope;
+  uint64_t version = 12;
+  bool held = true;
+  double accuracy = 0.625;
+  double seconds = 3.25;
 };
 
 struct WeightsAnnouncementSpec {
@@ -166,6 +193,7 @@ struct WeightsChunkSpec {
 struct MetricSpec {
   std::optional<std::string> name;
   double value = 0.0;
+  bool integer = false;
 };
 
 struct StepReportSpec {
@@ -216,7 +244,8 @@ struct MetricsSpec {
   uint64_t unix_ms = 1718000004567ull;
   std::optional<std::string> source = "generator";
   std::optional<std::vector<MetricSpec>> values =
-      std::vector<MetricSpec>{{"tokens_per_s", 1834.5}, {"queue_depth", 3.0}, {"stale_fraction", 0.0625}};
+      std::vector<MetricSpec>{{"tokens_per_s", 1834.5}, {"queue_depth", 3.0, true}, {"stale_fraction", 0.0625},
+                              {"finish_reasons.eos", 12.0, true}};
 };
 
 // ---- building ----
@@ -260,7 +289,7 @@ inline fb::Offset<fb::Vector<fb::Offset<Metric>>> build(fb::FlatBufferBuilder& b
   std::vector<fb::Offset<Metric>> offs;
   for (const auto& m : *v) {
     auto name = build(b, m.name);
-    offs.push_back(CreateMetric(b, name, m.value));
+    offs.push_back(CreateMetric(b, name, m.value, m.integer));
   }
   return b.CreateVector(offs);
 }
@@ -306,18 +335,21 @@ inline Bytes build(const JudgedGroupSpec& s) {
 }
 inline Bytes build(const TrainingBatchSpec& s) {
   fb::FlatBufferBuilder b;
-  auto env = build(b, s.envelope);
-  auto ids = build(b, s.group_ids);
-  fb::Offset<fb::Vector<fb::Offset<JudgedGroupRef>>> groups;
+  fb::Offset<fb::Vector<fb::Offset<GroupMessage>>> groups;
   if (s.groups) {
-    std::vector<fb::Offset<JudgedGroupRef>> offs;
+    std::vector<fb::Offset<GroupMessage>> offs;
     for (const auto& g : *s.groups) {
-      auto task = build(b, g.task);
-      auto rollouts = build(b, g.rollouts);
-      offs.push_back(CreateJudgedGroupRef(b, g.group_id, task, rollouts));
+      const Bytes nested = build(g);
+      // misalign: 8-aligned at data + 4, so the data starts at 4 mod 8 (the vector's own padding to
+      // 4 adds nothing: nested sizes are multiples of 8).
+      b.ForceVectorAlignment(nested.size() + (s.misalign ? 4 : 0), 1, 8);
+      auto bytes = b.CreateVector(nested.data(), nested.size());
+      offs.push_back(CreateGroupMessage(b, bytes));
     }
     groups = b.CreateVector(offs);
   }
+  auto env = build(b, s.envelope);
+  auto ids = build(b, s.group_ids);
   return finish_message(b, CreateTrainingBatch(b, env, s.batch_id, s.learner_version, ids, groups));
 }
 inline Bytes build(const WeightsAnnouncementSpec& s) {
@@ -368,6 +400,24 @@ inline Bytes build(const MetricsSpec& s) {
   auto source = build(b, s.source);
   auto values = build(b, s.values);
   return finish_message(b, CreateMetrics(b, env, s.step, s.unix_ms, source, values));
+}
+
+inline Bytes build(const ReplayAckSpec& s) {
+  fb::FlatBufferBuilder b;
+  auto env = build(b, s.envelope);
+  auto reason = build(b, s.reason);
+  return finish_message(b, CreateReplayAck(b, env, s.group_id, s.ok, reason));
+}
+inline Bytes build(const CommitResultSpec& s) {
+  fb::FlatBufferBuilder b;
+  auto env = build(b, s.envelope);
+  auto reason = build(b, s.reason);
+  return finish_message(b, CreateCommitResult(b, env, s.step, s.ok, reason));
+}
+inline Bytes build(const EvalResultSpec& s) {
+  fb::FlatBufferBuilder b;
+  auto env = build(b, s.envelope);
+  return finish_message(b, CreateEvalResult(b, env, s.version, s.held, s.accuracy, s.seconds));
 }
 
 // ---- minimal specs: only what the schema requires, every optional field absent or default ----
@@ -446,6 +496,9 @@ inline std::vector<Sample> valid_samples() {
   }
   add("replay_result", ReplayResultSpec{}, ReplayResultSpec{minimal_envelope(), std::nullopt, 0});
   add("metrics", MetricsSpec{}, MetricsSpec{minimal_envelope(), 0, 0, "judge", std::nullopt});
+  add("replay_ack", ReplayAckSpec{}, ReplayAckSpec{minimal_envelope(), 0, false, "rejected"});
+  add("commit_result", CommitResultSpec{}, CommitResultSpec{minimal_envelope(), 0, false, "refused"});
+  add("eval_result", EvalResultSpec{}, EvalResultSpec{minimal_envelope(), 0, false, 0.0, 0.0});
   return out;
 }
 

@@ -47,7 +47,7 @@ uint64_t touch(const flatbuffers::Vector<E>* v) {
 inline uint64_t touch(const RolloutData* r);
 inline uint64_t touch(const Metric* m);
 inline uint64_t touch(const GroupSummary* g);
-inline uint64_t touch(const JudgedGroupRef* g);
+inline uint64_t touch(const GroupMessage* g);
 
 template <class Table>
 uint64_t touch_tables(const flatbuffers::Vector<flatbuffers::Offset<Table>>* v) {
@@ -87,7 +87,7 @@ inline uint64_t touch(const RolloutData* r) {
 }
 inline uint64_t touch(const Metric* m) {
   if (!m) return 7;
-  return mix(touch(m->name()), bits(m->value()));
+  return mix(mix(touch(m->name()), bits(m->value())), uint64_t(m->integer()));
 }
 inline uint64_t touch(const GroupSummary* g) {
   if (!g) return 8;
@@ -100,9 +100,13 @@ inline uint64_t touch(const GroupSummary* g) {
   h = mix(h, bits(g->reward_mean()));
   return mix(h, g->size());
 }
-inline uint64_t touch(const JudgedGroupRef* g) {
+inline uint64_t touch(const JudgedGroup& m);
+// The bytes, and every field of the nested JudgedGroup read in place (decode checked it).
+inline uint64_t touch(const GroupMessage* g) {
   if (!g) return 9;
-  return mix(mix(g->group_id(), touch(g->task())), touch_tables(g->rollouts()));
+  uint64_t h = touch(g->bytes());
+  if (g->bytes()) h = mix(h, touch(*flatbuffers::GetRoot<JudgedGroup>(g->bytes()->data())));
+  return h;
 }
 
 // ---- roots ----
@@ -168,6 +172,17 @@ inline uint64_t touch(const ReplayQuery& m) {
 }
 inline uint64_t touch(const ReplayResult& m) {
   return mix(mix(touch(m.envelope()), touch_tables(m.groups())), m.total_matched());
+}
+inline uint64_t touch(const ReplayAck& m) {
+  return mix(mix(mix(touch(m.envelope()), m.group_id()), uint64_t(m.ok())), touch(m.reason()));
+}
+inline uint64_t touch(const CommitResult& m) {
+  return mix(mix(mix(touch(m.envelope()), m.step()), uint64_t(m.ok())), touch(m.reason()));
+}
+inline uint64_t touch(const EvalResult& m) {
+  uint64_t h = mix(touch(m.envelope()), m.version());
+  for (uint64_t v : {uint64_t(m.held()), bits(m.accuracy()), bits(m.seconds())}) h = mix(h, v);
+  return h;
 }
 inline uint64_t touch(const Metrics& m) {
   uint64_t h = mix(touch(m.envelope()), m.step());

@@ -369,9 +369,10 @@ int bench_generator(const std::string& config, int batch, int threads, int group
       rollouts += f->rollouts;
     }
     self->request(gen, caf::infinite, pipe::stats_atom::value).receive(
-        [&](const std::string& s) {
-          json g = json::parse(s, nullptr, false);
-          if (!g.is_object()) return;
+        [&](const msg::Bytes& s) {
+          auto m = msg::decode<msg::Metrics>(s);
+          if (!m.is_ok()) return;
+          const json g = wire::metrics_json(*m.value());
           busy_tps = g.value("tokens_per_busy_s", 0.0);
           prompt_fed = g.value("prompt_tokens_fed", 0.0);
           prompt_shared = g.value("prompt_tokens_shared", 0.0);
