@@ -5,7 +5,7 @@
 //   cuda_kernels()       (kernels/cuda/cuda.h, builds with M1_HAVE_CUDA) the same table on
 //                        DEVICE pointers, tested against the naive oracle by tests/gpu.
 //
-// Conventions (MODEL.md letters): T tokens of one segment or N rows, D hidden, H heads, Hkv KV
+// Conventions (docs/model.md letters): T tokens of one segment or N rows, D hidden, H heads, Hkv KV
 // heads, d head dim, E experts, k top-k, V vocab. All tensors are fp32, row-major, contiguous
 // unless a leading dimension (ld*) is given. Weights W are stored [out, in] (y = x·Wᵀ).
 // Outputs are ASSIGNED (=), except parameter gradients named dW/dw/dtable, which ACCUMULATE (+=).
@@ -132,7 +132,8 @@ const Kernels& default_kernels();
 void set_num_threads(int n);
 int num_threads();
 
-// ALiBi slopes for H heads (MODEL.md), and the per-layer decay λ_h = exp(−s_h·(1 − l/(L−1) + 1e−5)).
+// ALiBi slopes for H heads (docs/model.md), and the per-layer decay
+// λ_h = exp(−s_h·(1 − l/(L−1) + 1e−5)).
 void alibi_slopes(double* s, int H);
 void lightning_decay(float* lambda, int H, int layer, int num_layers);
 

@@ -1,5 +1,5 @@
 // ModelConfig parsing, validation, serialisation and size/cost accounting (see config.h).
-// Symbols (V, D, L, H, Hkv, d, I, E, k, r) are MODEL.md's.
+// Symbols (V, D, L, H, Hkv, d, I, E, k, r) are docs/model.md's.
 #include "model/config.h"
 
 #include <cmath>
@@ -249,7 +249,7 @@ const std::vector<int64_t>& info_context_lengths() {
   return kLengths;
 }
 
-// Parameter counts follow MODEL.md's weight table (PAPER.md §1.7 checks them for M1).
+// Parameter counts follow docs/model.md's weight table (for M1: 456.09B total, 45.94B active).
 ModelStats compute_model_stats(const ModelConfig& c) {
   const double V = c.vocab_size, D = c.hidden_size, H = c.num_attention_heads,
                Hkv = c.num_key_value_heads, d = c.head_dim, I = c.intermediate_size,

@@ -53,7 +53,7 @@ std::string model_config_to_json(const ModelConfig& c);
 // the error names the key.
 Status validate_model_config(const ModelConfig& c, const std::string& source);
 
-// Sizes and costs for `m1rl model info` (see MODEL.md and the conventions).
+// Sizes and costs for `m1rl model info` (see docs/model.md and the conventions).
 struct ModelStats {
   double total_params = 0;   // every weight tensor, embedding and head included
   double active_params = 0;  // per token: attention + router + k of E experts in every layer; norms

@@ -1,4 +1,4 @@
-// The M1 hybrid model (MODEL.md): parameters, forward over packed batches, backward to every
+// The M1 hybrid model (docs/model.md): parameters, forward over packed batches, backward to every
 // parameter, and batched incremental decoding. Letters: T tokens in a packed batch, D hidden,
 // H heads, Hkv KV heads, d head dim, I expert width, E experts, k top-k, V vocab, L layers.
 //

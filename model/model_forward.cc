@@ -1,6 +1,6 @@
 // Forward over packed batches, backward to every parameter, prefill and batched decode.
 // Activations are assigned, parameter gradients accumulate (+=). Shapes are in the comments;
-// letters as in MODEL.md. Every op goes through the Kernels table (kernels/kernels.h).
+// letters as in docs/model.md. Every op goes through the Kernels table (kernels/kernels.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>

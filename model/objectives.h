@@ -1,4 +1,4 @@
-// RL.md's policy objectives as per-token gradients. Every objective is a function of the token
+// docs/rl.md's policy objectives as per-token gradients. Every objective is a function of the token
 // logprobs ℓ (current policy, fp32 head), the behaviour logprobs b and the advantages A; the
 // learner (and `m1rl model grad`) needs J and ∂J/∂ℓ per token, then back-propagates
 // ∂loss/∂ℓ = −∂J/∂ℓ through the model (loss = −J + L_aux).
@@ -25,7 +25,7 @@ struct ObjectiveParams {
   bool token_level = true;
 };
 
-// The defaults RL.md gives for an objective name: "cispo", "cispo-mask", "grpo", "dapo".
+// The defaults docs/rl.md gives for an objective name: "cispo", "cispo-mask", "grpo", "dapo".
 Result<ObjectiveParams> objective_from_name(const std::string& name);
 const char* objective_name(Objective o);
 

@@ -1,6 +1,6 @@
 // Token sampling from a log-softmax row: temperature, top-k, top-p (nucleus), seeded.
 // Reports the probability of the sampled token under the distribution actually sampled from
-// (after temperature, top-k and top-p): that is the behaviour probability of RL.md.
+// (after temperature, top-k and top-p): that is the behaviour probability of docs/rl.md.
 // Thread safety: pure functions of their arguments and the Rng.
 #pragma once
 
@@ -18,7 +18,7 @@ struct SamplingParams {
 struct SampledToken {
   int id = -1;
   float prob = 0;     // probability of id under the sampling distribution (temperature/top-k/top-p applied)
-  float logprob = 0;  // log of that same probability (the behaviour logprob b of RL.md)
+  float logprob = 0;  // log of that same probability (the behaviour logprob b of docs/rl.md)
 };
 
 // Validates parameters read from configs or requests: temperature finite and ≥ 0,

@@ -1,4 +1,4 @@
-// The naive reference kernels: plain loops over the math of MODEL.md, the oracle every other
+// The naive reference kernels: plain loops over the math of docs/model.md, the oracle every other
 // backend is tested against. Templated on the scalar T (float fills cpu_naive_kernels(); double is
 // for finite-difference gradient tests); every sum accumulates in T. Angles (RoPE), decays and
 // AdamW bias corrections are computed in double and then rounded to T.
@@ -652,7 +652,7 @@ const Kernels& cpu_naive_kernels() {
   return k;
 }
 
-// MODEL.md: for a power of two n, s_h = 2^(−8(h+1)/n); otherwise with c = 2^floor(log2 H):
+// docs/model.md: for a power of two n, s_h = 2^(−8(h+1)/n); otherwise with c = 2^floor(log2 H):
 // slopes(c) followed by slopes(2c)[0::2][:H−c].
 void alibi_slopes(double* s, int H) {
   if (H <= 0) return;

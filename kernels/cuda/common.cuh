@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-// Aborts with file:line and CUDA's message when a runtime call fails (STYLE.md: every CUDA call
+// Aborts with file:line and CUDA's message when a runtime call fails (docs/gpu.md: every CUDA call
 // is checked; a failing call here is a broken invariant, not bad input).
 #define M1_CUDA_CHECK(expr)                                                                     \
   do {                                                                                          \

@@ -8,7 +8,7 @@
 // use); ops return before the GPU finishes; cuda_synchronize() waits. Results that a host must
 // read (moe_aux_loss's return value) synchronise internally.
 // Errors: a failing CUDA/cuBLAS call is a broken invariant and aborts with file:line and the
-// library's message (STYLE.md: every CUDA call is checked). NCCL calls (kernels/cuda/nccl.h)
+// library's message (docs/gpu.md: every CUDA call is checked). NCCL calls (kernels/cuda/nccl.h)
 // return Status instead: a peer that is gone is an expected failure there. Absence of a device is NOT an error:
 // cuda_device_count() reports it and nothing else touches the driver before that.
 // Thread safety: ops may be called from several host threads; each uses its own stream and its own

@@ -16,7 +16,7 @@
 #include "kernels/cuda/common.cuh"
 
 // A violated REQUIRES of a CUDA op (bad shape, k > E, ...): a broken invariant of the caller, so
-// abort with file:line and the message (STYLE.md), as the CPU backends' M1_CHECK does.
+// abort with file:line and the message, as the CPU backends' M1_CHECK does.
 #define M1_CUDA_REQUIRE(cond, msg)                                                          \
   do {                                                                                      \
     if (!(cond)) {                                                                          \

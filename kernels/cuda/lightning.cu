@@ -1,7 +1,7 @@
 // Lightning attention on the GPU: the fp32 chunked forward and backward and the batched recurrent
 // decode of the Kernels table (contracts in kernels/kernels.h), and the bf16 chunked forward with
-// its intra-block products on tensor cores (ops.h). Math: MODEL.md and Lightning Attention-2
-// (PAPER.md); the CPU twin is kernels/cpu/fast_attention.cc.
+// its intra-block products on tensor cores (ops.h). Math: docs/model.md and Lightning Attention-2
+// (arXiv 2401.04658); the CPU twin is kernels/cpu/fast_attention.cc.
 //
 // One kernel does every chunked pass. For a head and the chunks [s0, s0 + m) of `block` rows
 // (the first chunk may be shorter or longer, see ChunkPass::first), with KV the fp32 state

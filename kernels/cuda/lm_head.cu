@@ -1,4 +1,4 @@
-// The fp32 LM head with log-softmax on the GPU (kernels/kernels.h, MODEL.md: always fp32).
+// The fp32 LM head with log-softmax on the GPU (kernels/kernels.h, docs/model.md: always fp32).
 //   forward:  logits = x·Wᵀ (fp32 cuBLASLt GEMM) written into logsm, then one block per row turns
 //             the row into log_softmax in place and writes logp[t] (0 where target < 0) and the
 //             entropy −Σ p·log p.

@@ -1,4 +1,4 @@
-// Multi-GPU communication for the CUDA backend (DESIGN.md: GPU learners all-reduce gradients with
+// Multi-GPU communication for the CUDA backend (docs/gpu.md: GPU learners all-reduce gradients with
 // NCCL and may broadcast weights with it; otherwise weights travel through pinned host memory).
 // Host C++20-safe: no CUDA or NCCL type appears here. Exists only in builds with M1_HAVE_CUDA.
 //
@@ -128,8 +128,8 @@ class NcclGroup {
 
 // Pinned-host staging for weights between a device and ordinary (pageable) host memory, for GPU
 // generators that do not share an NCCL group with the learner: the learner copies device weights
-// to a host blob that travels over UCX (DEPS.md pitfall 8: Debian's UCX cannot read device
-// memory), the generator copies the received blob to its device. Two pinned chunks
+// to a host blob that travels over UCX (Debian 12's UCX 1.13 is built without CUDA, so it cannot
+// read device memory), the generator copies the received blob to its device. Two pinned chunks
 // (cudaMallocHost) double-buffer the transfer: the DMA of one chunk overlaps the host memcpy of the
 // other. Copies are ordered after the work already queued on the calling thread's stream and are
 // complete when the call returns. One thread at a time per PinnedStaging.

@@ -1,5 +1,6 @@
 // Device discovery, memory, transfers and per-thread streams for the CUDA backend (cuda.h).
-// No static initializer touches CUDA: everything runs on first use (DEPS.md pitfall 15).
+// No static initializer touches CUDA: everything runs on first use, so a GPU-less
+// machine still loads it and takes the CPU path.
 #include <cstdio>
 #include <string>
 
@@ -13,7 +14,7 @@ int cuda_device_count(char* why, int n) {
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
     std::snprintf(why, size_t(n), "%s", cudaGetErrorString(e));
-    cudaGetLastError();  // clear the sticky error (DEPS.md pitfall 15)
+    cudaGetLastError();  // no GPU: cudart fails here without aborting; clear the error
     return 0;
   }
   if (count == 0) std::snprintf(why, size_t(n), "no CUDA device");

@@ -1,6 +1,6 @@
 // The CUDA Kernels table (kernels/cuda/cuda.h): every slot of kernels/kernels.h filled with its
 // m1::cuda op (kernels/cuda/ops.h). Built on the first call after a device was found, so no static
-// initializer touches CUDA (DEPS.md pitfall 15).
+// initializer touches CUDA (a GPU-less machine still loads it).
 #include <string>
 
 #include "kernels/cuda/cuda.h"

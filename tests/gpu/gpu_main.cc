@@ -1,6 +1,6 @@
 // Main of test_gpu: runs the CUDA-vs-CPU-oracle tests when a device is present; otherwise prints
 // why and exits 77, which CTest reports as skipped (SKIP_RETURN_CODE), so a GPU-less machine
-// still builds and registers every GPU test (DEPS.md pitfall 15).
+// still builds and registers every GPU test.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-// Helpers for the CUDA-vs-CPU-oracle tests (tests/gpu). The tolerance rule (STYLE.md, from
+// Helpers for the CUDA-vs-CPU-oracle tests (tests/gpu). The tolerance rule (docs/gpu.md, from
 // flash-attention): the CUDA result's max error against the double-precision naive kernel may be
 // at most 2× the error of the float naive kernel against the same reference, plus a small
 // absolute floor for values that both compute exactly.

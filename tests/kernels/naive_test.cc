@@ -698,7 +698,7 @@ TEST_CASE("naive adamw: steps match hand-computed values") {
 
 // ---- ALiBi slopes and lightning decay ----
 
-TEST_CASE("alibi_slopes follows MODEL.md for powers of two and otherwise") {
+TEST_CASE("alibi_slopes follows docs/model.md for powers of two and otherwise") {
   SUBCASE("H = 8") {
     double s[8];
     alibi_slopes(s, 8);

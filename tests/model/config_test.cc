@@ -148,7 +148,7 @@ TEST_CASE("config: M1 stats are the paper's 456.1B total and 45.9B active") {
   CHECK(s.total_params == doctest::Approx(456.1e9).epsilon(0.005));
   CHECK(s.active_params == doctest::Approx(45.9e9).epsilon(0.005));
   CHECK(s.weights_bytes == 2 * s.total_params);
-  // PAPER.md §1.7 from the shapes: 456.09B and 45.94B.
+  // Counted from M1's shapes (docs/model.md's weight table): 456.09B and 45.94B.
   CHECK(s.total_params == doctest::Approx(456.09e9).epsilon(0.0005));
   CHECK(s.active_params == doctest::Approx(45.94e9).epsilon(0.0005));
   std::vector<int64_t> keys;
