@@ -6,7 +6,7 @@
 // slots as soon as one is free (in arrival order): a finished sequence is replaced without waiting
 // for the batch. Every step samples one token for every sampling sequence (temperature / top-p /
 // top-k, seeded per request), stops a sequence on eos, on its thinking budget, or on repetition
-// (RL.md: the last N sampled tokens each had probability > p), and runs one batched decode step.
+// (docs/rl.md: the last N sampled tokens each had probability > p), and runs one batched decode step.
 // Every sampled token records its behaviour logprob and the weights version that computed its
 // distribution (the first token: the oldest version that fed the prompt); set_weights() between steps hot-swaps the weights (sequences in flight continue
 // with their decode state; their later tokens carry the new version).

@@ -6,7 +6,7 @@
 //   "math", or any other name                                     → verify_math (math_verifier.h).
 // Every task needs a non-empty reference answer (an empty one is an error Status, not a verdict:
 // the caller dead-letters the rollout, retrying cannot help).
-// Repetition (RL.md §Early truncation): a response the generator truncated by repetition is
+// Repetition (docs/rl.md §Early truncation): a response the generator truncated by repetition is
 // judged as the truncated text, then options.repetition_penalty is added to its reward (use a
 // negative value to punish; 0 = judged as is) and the reason gains
 // " (truncated by repetition: penalty P)". format_reward is never changed.

@@ -1,4 +1,4 @@
-// The learner's pure logic: RL.md's objectives with token-level normalisation, K minibatch steps
+// The learner's pure logic: docs/rl.md's objectives with token-level normalisation, K minibatch steps
 // per batch, AdamW(β1, β2, ε) with global-norm clipping, one published weights version per batch,
 // the train/inference probability correlation (Pearson, M1 Fig. 3) on every batch, and atomic
 // checkpoints (weights, optimizer moments, version, step, RNG).

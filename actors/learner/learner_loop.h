@@ -1,7 +1,7 @@
 // The learner's step protocol as pure logic: after a batch is trained, which effects the learner
 // actor performs, in which order, and when the run is done. The actor (actors/pipeline/
 // learner_actor.cc) performs them one after another and stops at the first that fails, so the
-// durability order of DESIGN.md is enforced, not merely logged:
+// durability order of docs/architecture.md is enforced, not merely logged:
 //
 //   take → train → commit → [checkpoint] → publish → report → [evaluate]
 //

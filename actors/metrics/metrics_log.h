@@ -1,4 +1,4 @@
-// RUN/metrics.jsonl: the run's health metrics (RL.md "Health metrics every run reports"), one JSON
+// RUN/metrics.jsonl: the run's health metrics (docs/rl.md "Health metrics every run reports"), one JSON
 // object per line, one line per record (usually one per learner step, plus sparse records such as
 // held-out evaluations). The file is append-only and stays valid JSONL across crashes: a line is
 // written with one write() of "<json>\n"; opening the file again truncates a torn last line (bytes

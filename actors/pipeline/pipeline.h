@@ -1,4 +1,4 @@
-// `m1rl run`: the whole RL pipeline in one process. Spawns the actors of DESIGN.md on one CAF
+// `m1rl run`: the whole RL pipeline in one process. Spawns the actors of docs/architecture.md on one CAF
 // actor system — sampler, generators, rule-verifier judges, replay (RocksDB), learner — which
 // exchange only FlatBuffers messages (messages/*.fbs, verified by messages/codec.h on receipt),
 // so the same actors can later run across processes. Starts from an SFT checkpoint (running the

@@ -1,4 +1,4 @@
-// ReplayStore: the replay buffer, the system of record of the RL pipeline (DESIGN.md "Durability
+// ReplayStore: the replay buffer, the system of record of the RL pipeline (docs/architecture.md "Durability
 // and consistency"), over one RocksDB database (RUN/replay/). On-disk formats: replay_format.h.
 //
 // Life of a group:  append → Pending ─take_batch→ leased ─commit_consumed→ Pending (uses < max_uses)
@@ -13,7 +13,7 @@
 //  - Nothing acknowledged is lost or silently skipped: every group id ever acknowledged has a meta
 //    entry whose status is Pending, Consumed, Dropped (with reason) or Quarantined (with reason),
 //    and uses ≤ max_uses. check_consistency() verifies this and the indexes/counters.
-//  - take_batch never returns a group beyond max_staleness (RL.md), a corrupt one, or one that is
+//  - take_batch never returns a group beyond max_staleness (docs/rl.md), a corrupt one, or one that is
 //    leased. Leases live in memory only: reopening the store (or rollback_after) releases them, so
 //    a crash redelivers everything not committed.
 //  - Consumption protocol for exactly-once-per-checkpoint (a learner at step S):
@@ -65,7 +65,7 @@ using replay::GroupMeta;
 struct ReplayOptions {
   bool read_only = false;        // open as a RocksDB secondary (inspection; live or finished run)
   std::string secondary_dir;     // read_only: the secondary's own files; "" = a temp dir, removed on close
-  uint64_t max_staleness = kDefaultMaxStaleness;  // versions; RL.md's rule (actors/staleness.h)
+  uint64_t max_staleness = kDefaultMaxStaleness;  // versions; docs/rl.md's rule (actors/staleness.h)
   uint32_t max_uses = 1;         // learner steps that may consume one group; ≥ 1. A property of
                                  // the run: reopening with less retires groups that reached it
   bool sync = true;              // fsync the WAL on every write (false only for benchmarks/tests)

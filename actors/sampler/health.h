@@ -1,4 +1,4 @@
-// Health metrics the sampler reports (RL.md §Health metrics): counts of groups accepted and
+// Health metrics the sampler reports (docs/rl.md §Health metrics): counts of groups accepted and
 // dropped (dynamic sampling, dead letters) with the compute they wasted, reward mean/std by
 // task, and response length mean/p99 over a recent window. Plain values; one owner.
 #pragma once
@@ -29,7 +29,7 @@ struct SamplerCounters {
   uint64_t tokens_wasted() const { return tokens_wasted_zero_variance + tokens_wasted_dead_letter; }
   // dropped / (accepted + dropped), every drop reason; 0 before any group finished.
   double fraction_dropped() const;
-  // RL.md's "fraction of groups dropped by dynamic sampling": zero-variance / (accepted +
+  // docs/rl.md's "fraction of groups dropped by dynamic sampling": zero-variance / (accepted +
   // zero-variance); 0 before any group finished.
   double fraction_dropped_zero_variance() const;
   // tokens_wasted / tokens_generated; 0 before any token.

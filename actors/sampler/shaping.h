@@ -1,4 +1,4 @@
-// The sampler's reward and length math (RL.md): GRPO advantages, the zero-variance test of dynamic
+// The sampler's reward and length math (docs/rl.md): GRPO advantages, the zero-variance test of dynamic
 // sampling, DAPO soft overlong punishment, staged length windows, the repetition detector the
 // generator calls per token, and the staleness admission rule. Pure functions and small value
 // classes; no clocks, no IO.
@@ -15,7 +15,7 @@
 
 namespace m1 {
 
-// ---- GRPO advantages (RL.md, M1 Eq. 2) ----
+// ---- GRPO advantages (docs/rl.md, M1 Eq. 2) ----
 struct AdvantageOptions {
   bool divide_by_std = true;  // false: A_i = R_i − mean (the "no std division" option)
   double eps = 1e-6;
@@ -55,7 +55,7 @@ double overlong_penalty(const OverlongOptions& options, int64_t n, int64_t max_n
 // Nearest-rank percentile: the ceil(q·n)-th smallest value (1-based), q in (0, 1]; 0 when empty.
 int64_t nearest_rank_percentile(std::vector<int64_t> values, double q);
 
-// ---- Staged length windows (RL.md: thinking budget 40K→48K→…→80K) ----
+// ---- Staged length windows (docs/rl.md: thinking budget 40K→48K→…→80K) ----
 // max_new starts at windows[0] and advances to the next window when, over the response lengths of
 // the last `history_groups` groups generated under the current window (at least `min_groups` of
 // them), the nearest-rank p99 reaches threshold × current window. Groups generated under another
@@ -93,7 +93,7 @@ class LengthWindows {
   std::deque<std::vector<int64_t>> history_;  // newest last
 };
 
-// ---- Early truncation by repetition (RL.md, M1 §3.2) ----
+// ---- Early truncation by repetition (docs/rl.md, M1 §3.2) ----
 // Feed it the sampling probability of every sampled token of one response, in order; it says stop
 // when the last n tokens each had probability > p (strictly). n = 0 disables it. Probabilities are
 // those of the distribution actually sampled from (after temperature / top-p / top-k).
@@ -116,7 +116,7 @@ class RepetitionDetector {
   int run_ = 0;
 };
 
-// ---- Staleness admission (RL.md §Staleness contract) ----
+// ---- Staleness admission (docs/rl.md §Staleness contract) ----
 // Training batches are numbered 0, 1, … in the order the sampler fills them; learner step b
 // consumes batch b and publishes weights version b + 1, so learner_version = the number of
 // batches the learner has consumed. Rule: work for batch b may be issued iff

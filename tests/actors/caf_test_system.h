@@ -1,4 +1,4 @@
-// An actor system on CAF 0.17's deterministic test coordinator (DEPS.md 23), for actor tests:
+// An actor system on CAF 0.17's deterministic test coordinator, for actor tests:
 // messages are delivered only when the test runs the scheduler (sched->run()), never on sleeps.
 #pragma once
 

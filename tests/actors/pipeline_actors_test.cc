@@ -1,4 +1,4 @@
-// The pipeline's thin actors on CAF's deterministic test coordinator (DEPS.md 23): no sleeps, no
+// The pipeline's thin actors on CAF's deterministic test coordinator: no sleeps, no
 // threads; the scheduler runs every message to quiescence.
 #include <doctest/doctest.h>
 
