@@ -241,15 +241,21 @@ caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a) {
           for (auto& g : r.value()) groups.push_back(g.bytes);
         return wire::training_batch(st->sender, ++st->batches, learner_version, groups);
       },
-      [=](commit_atom, const std::vector<uint64_t>& ids, uint64_t step) -> msg::Bytes {
+      // The consumption of STEP and the weights VERSION the learner publishes once it is durable
+      // (one synced batch; idempotent, so a learner may retry a commit whose reply it lost).
+      [=](commit_atom, const std::vector<uint64_t>& ids, uint64_t step, uint64_t version) -> msg::Bytes {
         if (step == 0) {
           a.rejects->replay++;
           return wire::commit_result(st->sender, 0, false, "rejected: commit of step 0");
         }
-        Status s = a.store->commit_consumed(ids, step);
+        Status s = a.store->commit_consumed(ids, step, version);
         if (!s.is_ok()) log_error("replay: commit_consumed failed: {}", s.message());
         return wire::commit_result(st->sender, step, s.is_ok(), s.message());
       },
+      // The learner gave up on a take (its reply timed out) and dropped its partial batch: every
+      // lease goes back to the queue, including those of a take answered too late. Leases are
+      // only the learner's, and it sends this only while no commit is in flight.
+      [=](release_atom) { a.store->release_all(); },
       // Metrics (source "replay"): groups by status (pending, consumed, dropped, quarantined),
       // leased (in memory), and reasons.<class>: dropped and quarantined groups by reason class.
       [=](stats_atom) -> msg::Bytes {

@@ -30,6 +30,58 @@ using json = nlohmann::json;
 
 namespace {
 
+// Every request the learner makes has a finite timeout, so a peer that hangs or is gone (in this
+// process or another) cannot stall the run silently.
+//
+// take: replay answers from RocksDB, reading at most batch_groups records: milliseconds. 30 s
+// means its thread is stuck (a stalled disk) or gone. Taking is harmless to repeat, so a timed-out
+// take is retried after kTakeRetryDelay, for as long as it takes; first the learner drops its
+// partial batch and has replay release every lease (a late take may still have leased groups
+// whose reply the learner will never see).
+constexpr auto kTakeTimeout = std::chrono::seconds(30);
+constexpr auto kTakeRetryDelay = std::chrono::seconds(1);
+// commit: one synced RocksDB write, queued behind the replay's group appends; an fsync on a loaded
+// disk can take seconds, so 60 s only expires when replay is stuck or gone.
+// ReplayStore::commit_consumed is idempotent per (group, step) (and the published-version mark
+// is a max), so a commit whose reply timed out is sent again; after kCommitAttempts timeouts the
+// run fails like a refused commit (nothing checkpointed or published; a resume redelivers).
+constexpr auto kCommitTimeout = std::chrono::seconds(60);
+constexpr int kCommitAttempts = 3;
+// stats: the sampler and a generator answer from counters they hold, between decode rounds: well
+// under a second. 10 s bounds how long a metrics record can wait for them; on a timeout the record
+// is written without those fields (logged once per run).
+constexpr auto kStatsTimeout = std::chrono::seconds(10);
+// eval: the evaluator decodes eval_examples prompts of up to max_new tokens each on its own
+// thread, and a request may queue behind the previous evaluation. kEvalTokenAllowance is a
+// pessimistic decode speed (20 tokens/s for one prompt on a busy CPU), with a floor of
+// kEvalMinTimeout for start-up and prompt processing; on a timeout the record says eval_failed.
+constexpr auto kEvalMinTimeout = std::chrono::minutes(5);
+constexpr auto kEvalTokenAllowance = std::chrono::milliseconds(50);
+
+std::chrono::milliseconds eval_timeout(const RunConfig& c) {
+  const auto tokens = int64_t(std::max(c.eval_examples, 0)) * (int64_t(std::max(c.max_new, 0)) + 1);
+  return std::max<std::chrono::milliseconds>(kEvalMinTimeout, tokens * kEvalTokenAllowance);
+}
+
+// Asks REPLAY to commit the consumption of STEP (IDS) together with VERSION, the weights version
+// published once it is durable. A timed-out request is sent again (the commit is idempotent), up
+// to kCommitAttempts in all. K gets the reply, or the error that ended the attempts.
+void request_commit(caf::event_based_actor* self, const caf::actor& replay, const std::vector<uint64_t>& ids,
+                    uint64_t step, uint64_t version, int attempt,
+                    const std::function<void(const msg::Bytes*, const Status&)>& k) {
+  self->request(replay, kCommitTimeout, commit_atom::value, ids, step, version)
+      .await([=](const msg::Bytes& reply) { k(&reply, Status::ok()); },
+             [=](caf::error& e) {
+               if (e == caf::sec::request_timeout && attempt < kCommitAttempts) {
+                 log_warn("learner: the commit of step {} timed out after {} s (attempt {} of {}): sending it again",
+                          step, kCommitTimeout.count(), attempt, kCommitAttempts);
+                 return request_commit(self, replay, ids, step, version, attempt + 1, k);
+               }
+               k(nullptr, Status::errorf("{} (attempt {} of {}, {} s each)", self->system().render(e), attempt,
+                                         kCommitAttempts, kCommitTimeout.count()));
+             });
+}
+
 // The record fields of an evaluator's reply to the request for VERSION: {eval_accuracy, eval_s},
 // or {eval_failed: true} when it did not hold that version, or its reply is malformed (counted in
 // REJECTS) or answers another version.
@@ -116,6 +168,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     uint64_t last_eval_step = 0;
     bool eval_in_flight = false;  // at most one: a slow evaluator skips eval steps, never queues them
     bool failed = false;          // an effect failed: the learner does nothing more
+    bool stats_failure_logged = false;  // a stats request failed (logged once per run)
     LearnerLoop loop;
     explicit State(LearnerLoop l) : loop(l) {}
   };
@@ -160,7 +213,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     if (a.cfg.tasks.empty()) return k(json::object());  // only the user's prompts: no held-out set
     st->eval_in_flight = true;
     const uint64_t version = a.logic->version();
-    self->request(a.evaluator, caf::infinite, eval_atom::value, version)
+    self->request(a.evaluator, eval_timeout(a.cfg), eval_atom::value, version)
         .then(
             [=](const msg::Bytes& r) {
               st->eval_in_flight = false;
@@ -268,14 +321,18 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     if (plan.eval_skipped) rec["eval_skipped"] = true;  // the previous evaluation is still running
     const bool eval = std::find(plan.effects.begin(), plan.effects.end(), LearnerEffect::kEvaluate) != plan.effects.end();
     st->records[step] = {std::move(rec), eval ? 2 : 1};
-    // A stats request that fails (the actor is gone) still completes the record.
+    // A stats request that fails (timed out, the actor is gone) still completes the record, without
+    // those fields.
     auto no_stats = [=](caf::error& e) {
-      log_warn("learner: stats for step {}: {}", step, self->system().render(e));
+      if (!st->stats_failure_logged)
+        log_warn("learner: stats for step {}: {}; records go on without them (further stats failures are "
+                 "not logged)", step, self->system().render(e));
+      st->stats_failure_logged = true;
       complete(step, json::object());
     };
-    self->request(a.sampler, caf::infinite, stats_atom::value).then([=](const msg::Bytes& s) {
+    self->request(a.sampler, kStatsTimeout, stats_atom::value).then([=](const msg::Bytes& s) {
       json fields = sampler_fields(s, *a.rejects);
-      self->request(a.generators[0], caf::infinite, stats_atom::value)
+      self->request(a.generators[0], kStatsTimeout, stats_atom::value)
           .then([=](const msg::Bytes& g) mutable {
             add_generator_fields(g, *a.rejects, &fields);
             complete(step, fields);
@@ -307,7 +364,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
           st->wait_start = std::chrono::steady_clock::now();
         }
         const size_t need = B - std::min(B, st->batch.size());
-        self->request(a.replay, caf::infinite, take_atom::value, uint64_t(need), a.logic->version())
+        self->request(a.replay, kTakeTimeout, take_atom::value, uint64_t(need), a.logic->version())
             .await([=](const msg::Bytes& reply) {
               // A malformed batch is counted and asked for again, like a short one.
               auto got = msg::decode<msg::TrainingBatch>(reply);
@@ -367,10 +424,20 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                 }
                 self->send(self, train_atom::value);
               };
-              self->request(a.replay, caf::infinite, commit_atom::value, ids, step)
-                  .await(
-                      [=](const msg::Bytes& reply) { after_commit(commit_status(reply, step, *a.rejects)); },
-                      [=](caf::error& e) { after_commit(Status::error(self->system().render(e))); });
+              request_commit(self, a.replay, ids, step, a.logic->version(), 1,
+                             [=](const msg::Bytes* reply, const Status& s) {
+                               after_commit(reply ? commit_status(*reply, step, *a.rejects) : s);
+                             });
+            },
+            [=](caf::error& e) {
+              if (e != caf::sec::request_timeout)
+                return fail(a.logic->step() + 1, "take", Status::error(self->system().render(e)));
+              log_warn("learner: replay did not answer a take within {} s: dropping the partial batch ({} "
+                       "groups), releasing replay's leases, asking again in {} s",
+                       kTakeTimeout.count(), st->batch.size(), kTakeRetryDelay.count());
+              st->batch.clear();
+              self->send(a.replay, release_atom::value);
+              self->delayed_send(self, kTakeRetryDelay, train_atom::value);
             });
       },
       [=](halt_atom) { st->halting = true; },

@@ -126,21 +126,16 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
   M1_ASSIGN_OR_RETURN(uint64_t undone, store->rollback_after(learner->step()));
   if (undone) log_info("run: {} consumptions after step {} rolled back for redelivery", undone, learner->step());
   // Versions only move forward: skip past every version an earlier incarnation published (its
-  // rollouts may be in the buffer) — the events log and the buffer both record them.
+  // rollouts may be in the buffer). Both records are durable in the replay store: the learner
+  // commits the version it is about to publish with each step's consumption (ReplayCounters::
+  // published_version, a high-water mark), and every buffered group records its versions.
   auto events = std::make_shared<EventLog>();
   {
     const std::string ep = path_join(c.run_dir, "events.log");
-    uint64_t max_seen = 0;
-    bool previous = path_exists(ep);  // an earlier incarnation ran (maybe before any checkpoint)
-    if (previous) {
-      M1_ASSIGN_OR_RETURN(std::string text, read_file(ep));
-      size_t p = 0;
-      while ((p = text.find("publish ", p)) != std::string::npos) {
-        max_seen = std::max<uint64_t>(max_seen, std::strtoull(text.c_str() + p + 8, nullptr, 10));
-        p += 8;
-      }
-    }
+    bool previous = incarnation > 1;  // an earlier incarnation ran (maybe before any checkpoint)
     ReplayCounters rc = store->counters();
+    uint64_t max_seen = rc.published_version;
+    if (rc.published_version > 0) previous = true;
     if (rc.last_seq > 0) {
       previous = true;
       auto st = store->stats();

@@ -5,6 +5,10 @@
 //   default   "format"          → "M1RP" + u16 format version (kStoreFormatVersion)
 //             "count/<status>"  → u64: groups in that status (Pending, Consumed, Dropped, Quarantined)
 //             "reason/<class>"  → u64: groups ever dropped/quarantined for that reason class
+//             "published_version" → u64: high-water mark of the weights versions learners committed
+//                                 before publishing them (ReplayStore::commit_consumed); absent in
+//                                 stores written before it existed, read as 0 (no format bump:
+//                                 older builds ignore the key)
 //   groups    seq               → group record: the JudgedGroup bytes behind a checksummed header
 //   meta      seq               → meta record: status, uses, versions, task, reward, ... (GroupMeta)
 //   ids       group_id          → seq (8 bytes big-endian); dedupes appends, finds a group by id
@@ -47,6 +51,7 @@ inline constexpr const char* kCfIds = "ids";
 inline constexpr const char* kCfPending = "pending";
 inline constexpr const char* kCfConsumed = "consumed";
 inline constexpr const char* kFormatKey = "format";
+inline constexpr const char* kPublishedVersionKey = "published_version";
 
 // CRC-32C (Castagnoli, reflected, init/xorout 0xFFFFFFFF): crc32c("123456789") = 0xE3069283.
 // Uses SSE4.2 when compiled for it (x86-64-v3 is).

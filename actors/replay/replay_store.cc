@@ -236,6 +236,19 @@ Status ReplayStore::load_state() {
   };
   if (!it->status().ok() && !tolerate(it->status(), "counters unreadable"))
     return rocks_error(dir_, "reading counters", it->status());
+  {  // absent (a store written before the key existed) = 0
+    std::string pv;
+    const rocksdb::Status gs = h_->db->Get(rocksdb::ReadOptions(), h_->def, replay::kPublishedVersionKey, &pv);
+    if (gs.ok()) {
+      auto v = replay::decode_u64_value(pv);
+      if (!v)
+        return Status::errorf("replay {}: counter key '{}': {}", dir_, replay::kPublishedVersionKey,
+                              v.status().message());
+      c.published_version = *v;
+    } else if (!gs.IsNotFound() && !tolerate(gs, "published version unreadable")) {
+      return rocks_error(dir_, "reading the published version", gs);
+    }
+  }
 
   std::unique_ptr<rocksdb::Iterator> mi(h_->db->NewIterator(rocksdb::ReadOptions(), h_->meta));
   mi->SeekToLast();
@@ -339,6 +352,8 @@ void put_counters(rocksdb::WriteBatch& b, rocksdb::ColumnFamilyHandle* cf, const
     auto it = old_c.reasons.find(k);
     if (it == old_c.reasons.end() || it->second != v) b.Put(cf, kReasonPrefix + k, replay::u64_value(v));
   }
+  if (old_c.published_version != new_c.published_version)
+    b.Put(cf, replay::kPublishedVersionKey, replay::u64_value(new_c.published_version));
 }
 
 }  // namespace
@@ -357,8 +372,8 @@ std::optional<uint64_t> ReplayStore::id_from_payload(uint64_t seq) const {
 
 // Adds the counters that changed to B, writes it (synced per options) and adopts NEXT.
 Status ReplayStore::write(rocksdb::WriteBatch& b, ReplayCounters next, const char* what) {
-  if (b.Count() == 0) return Status::ok();
   put_counters(b, h_->def, counters_, next);
+  if (b.Count() == 0) return Status::ok();
   rocksdb::WriteOptions wo;
   wo.sync = opts_.sync;
   const rocksdb::Status st = h_->db->Write(wo, &b);
@@ -495,10 +510,12 @@ Result<std::vector<ReplayGroup>> ReplayStore::take_batch(size_t n, uint64_t lear
   return out;
 }
 
-Status ReplayStore::commit_consumed(const std::vector<uint64_t>& group_ids, uint64_t learner_step) {
+Status ReplayStore::commit_consumed(const std::vector<uint64_t>& group_ids, uint64_t learner_step,
+                                    uint64_t published_version) {
   M1_RETURN_IF_ERROR(require_writable("commit_consumed"));
   rocksdb::WriteBatch batch;
   ReplayCounters next = counters_;
+  next.published_version = std::max(next.published_version, published_version);
   std::set<uint64_t> seen;
   std::vector<uint64_t> seqs;
   uint64_t lowest_repending = UINT64_MAX;

@@ -92,6 +92,9 @@ struct ReplayCounters {
   std::map<std::string, uint64_t> reasons;     // reason class ("stale", "checksum mismatch") → groups
   uint64_t leased = 0;                         // in memory
   uint64_t last_seq = 0;
+  uint64_t published_version = 0;              // durable: the highest weights version any learner
+                                               // committed before publishing it (commit_consumed);
+                                               // 0 = none (or a store written before the field)
 };
 
 // Filters for list(); a group matches when all hold.
@@ -168,9 +171,13 @@ class ReplayStore {
   Result<std::vector<ReplayGroup>> take_batch(size_t n, uint64_t learner_version);
 
   // Records that learner step LEARNER_STEP consumed GROUP_IDS: uses + 1 (Consumed at max_uses, else
-  // Pending again), releases their leases. One synced batch; all or nothing. Idempotent per
-  // (group, step). Errors: an unknown id, or a group that is not Pending (named with its status).
-  Status commit_consumed(const std::vector<uint64_t>& group_ids, uint64_t learner_step);
+  // Pending again), releases their leases, and raises counters().published_version to
+  // PUBLISHED_VERSION (the weights version the learner publishes once this commit is durable; the
+  // mark only grows: max of old and new). One synced batch; all or nothing. Idempotent per
+  // (group, step): repeating a call that succeeded changes nothing (a retry after a lost reply).
+  // Errors: an unknown id, or a group that is not Pending (named with its status).
+  Status commit_consumed(const std::vector<uint64_t>& group_ids, uint64_t learner_step,
+                         uint64_t published_version = 0);
 
   // Resume from the checkpoint of step LEARNER_STEP: undoes every consumption recorded for a step
   // > LEARNER_STEP (uses − 1; a Consumed group becomes Pending; Dropped/Quarantined stay so) and

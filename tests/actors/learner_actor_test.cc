@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "actors/learner/learner_loop.h"
 #include "actors/pipeline/actors.h"
@@ -40,7 +43,14 @@ struct Peers {
   bool commit_ok = true;
   bool malformed_commit = false;  // replay answers the commit with bytes that do not decode
   int malformed_batches = 0;      // the first N take replies do not decode
-  int takes = 0, commits = 0, weights_to_generator = 0, steps_to_driver = 0;
+  int unanswered_takes = 0;       // replay never answers the first N takes (a hung or lost replay)
+  int unanswered_commits = 0;     // ... nor the first N commits
+  bool sampler_stats_unanswered = false;  // the sampler never answers a stats request
+  int takes = 0, commits = 0, releases = 0, weights_to_generator = 0, steps_to_driver = 0;
+  std::string trace;                      // replay's view, in order: t(ake) r(elease) c(ommit)
+  std::vector<uint64_t> commit_versions;  // the version each commit carried
+  std::vector<std::string> records;       // metrics records the driver got
+  uint64_t final_version = 0;             // the learner's version at the end
   uint64_t done_step = 0;
   uint64_t rejected = 0;  // the learner's reject count at the end
   std::string failure;
@@ -65,25 +75,49 @@ void run_learner(const std::string& dir, int steps, Peers* p) {
   uint64_t next_group = 1;
   wire::Sender rs{pipe::kReplayId, 1, 0}, ss{0x5a0001, 1, 0}, gs{pipe::generator_id(0), 1, 0},
       es{pipe::kEvaluatorId, 1, 0};
-  auto replay = ts.sys->spawn([p, &next_group, &rs]() -> caf::behavior {
+  // Requests a peer never answers: their promises are held (undelivered) until the end.
+  std::vector<caf::response_promise> held;
+  auto replay = ts.sys->spawn([p, &next_group, &rs, &held](caf::event_based_actor* self) -> caf::behavior {
     return {
-        [p, &next_group, &rs](pipe::take_atom, uint64_t need, uint64_t version) -> msg::Bytes {
+        [=, &next_group, &rs, &held](pipe::take_atom, uint64_t need, uint64_t version) -> caf::result<msg::Bytes> {
           ++p->takes;
+          p->trace += 't';
+          if (p->takes <= p->unanswered_takes) {
+            held.push_back(self->make_response_promise());
+            return held.back();
+          }
           if (p->takes <= p->malformed_batches) return msg::Bytes(std::vector<uint8_t>(64, 0x5a));
           std::vector<msg::Bytes> out;
           for (uint64_t i = 0; i < need; ++i) out.push_back(make_synthetic_group(next_group++, "add", version, 2, 3));
           return wire::training_batch(rs, uint64_t(p->takes), version, out);
         },
-        [p, &rs](pipe::commit_atom, const std::vector<uint64_t>&, uint64_t step) -> msg::Bytes {
+        [=, &rs, &held](pipe::commit_atom, const std::vector<uint64_t>&, uint64_t step,
+                        uint64_t version) -> caf::result<msg::Bytes> {
           ++p->commits;
+          p->trace += 'c';
+          p->commit_versions.push_back(version);
+          if (p->commits <= p->unanswered_commits) {
+            held.push_back(self->make_response_promise());
+            return held.back();
+          }
           if (p->malformed_commit) return msg::Bytes(std::vector<uint8_t>{1, 2, 3});
           return wire::commit_result(rs, step, p->commit_ok, p->commit_ok ? "" : "disk full");
         },
+        [p](pipe::release_atom) {
+          ++p->releases;
+          p->trace += 'r';
+        },
     };
   });
-  auto sampler = ts.sys->spawn([&ss]() -> caf::behavior {
+  auto sampler = ts.sys->spawn([p, &ss, &held](caf::event_based_actor* self) -> caf::behavior {
     return {[](pipe::step_atom, const msg::Bytes&) {},
-            [&ss](pipe::stats_atom) { return wire::metrics(ss, "sampler", 0, 0, {{"groups", 2, true}}); }};
+            [=, &ss, &held](pipe::stats_atom) -> caf::result<msg::Bytes> {
+              if (p->sampler_stats_unanswered) {
+                held.push_back(self->make_response_promise());
+                return held.back();
+              }
+              return wire::metrics(ss, "sampler", 0, 0, {{"groups", 2, true}});
+            }};
   });
   auto generator = ts.sys->spawn([p, &gs]() -> caf::behavior {
     return {[p](pipe::weights_atom, const std::vector<msg::Bytes>&) { ++p->weights_to_generator; },
@@ -94,7 +128,10 @@ void run_learner(const std::string& dir, int steps, Peers* p) {
             [&es](pipe::eval_atom, uint64_t v) { return wire::eval_result(es, v, true, 0.5, 0.0); }};
   });
   auto driver = ts.sys->spawn([p]() -> caf::behavior {
-    return {[p](pipe::step_atom, const std::string&) { ++p->steps_to_driver; },
+    return {[p](pipe::step_atom, const std::string& rec) {
+              ++p->steps_to_driver;
+              p->records.push_back(rec);
+            },
             [p](pipe::done_atom, uint64_t step) { p->done_step = step; },
             [p](pipe::fail_atom, const std::string& why) { p->failure = why; }};
   });
@@ -103,11 +140,15 @@ void run_learner(const std::string& dir, int steps, Peers* p) {
   auto learner = ts.sys->spawn(pipe::learner_actor, la);
   caf::anon_send(learner, pipe::train_atom::value);
   ts.sched->run();
-  // A short or malformed batch is asked for again after a delay (a timeout on this scheduler).
+  // A short or malformed batch is asked for again after a delay, and a request that is not
+  // answered times out: both are timeouts on this scheduler, fired here without sleeping.
   for (int i = 0; i < 100 && ts.sched->trigger_timeouts() > 0; ++i) ts.sched->run();
   p->rejected = rejects->learner.load();
+  p->final_version = logic->version();
   for (auto& h : {learner, replay, sampler, generator, evaluator, driver})
     caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+  ts.sched->run();
+  held.clear();
   ts.sched->run();
 }
 
@@ -169,4 +210,80 @@ TEST_CASE("learner actor: a malformed batch is counted and asked for again; a ma
     CHECK_MESSAGE(p.failure.find("malformed reply") != std::string::npos, p.failure);
     std::filesystem::remove_all(dir);
   }
+}
+
+TEST_CASE("learner actor: each commit carries the version published after it") {
+  const std::string dir = fresh("versions");
+  Peers p;
+  run_learner(dir, 3, &p);
+  CHECK(p.failure.empty());
+  REQUIRE(p.commit_versions.size() == 3);
+  CHECK(p.commit_versions[0] < p.commit_versions[1]);
+  CHECK(p.commit_versions[1] < p.commit_versions[2]);
+  CHECK(p.commit_versions.back() == p.final_version);  // the last version published
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("learner actor: a take replay never answers times out; leases are released and the take retried") {
+  const std::string dir = fresh("take-timeout");
+  Peers p;
+  p.unanswered_takes = 2;
+  run_learner(dir, 1, &p);
+  CHECK(p.failure.empty());
+  CHECK(p.done_step == 1);
+  CHECK(p.takes == 3);
+  CHECK(p.releases == 2);
+  CHECK(p.trace == "trtrtc");  // every retry follows the release of what the lost take leased
+  CHECK(p.weights_to_generator == 1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("learner actor: an unanswered commit is retried (it is idempotent), then fails the run") {
+  {
+    const std::string dir = fresh("commit-retry");
+    Peers p;
+    p.unanswered_commits = 2;  // the third attempt is answered
+    run_learner(dir, 2, &p);
+    CHECK(p.failure.empty());
+    CHECK(p.done_step == 2);
+    CHECK(p.commits == 4);  // step 1: three attempts, step 2: one
+    CHECK(p.takes == 2);
+    REQUIRE(p.commit_versions.size() == 4);
+    CHECK(p.commit_versions[0] == p.commit_versions[2]);  // the same commit, sent again
+    CHECK(p.weights_to_generator == 2);
+    CHECK(path_exists(dir + "/checkpoints/step_2"));
+    std::filesystem::remove_all(dir);
+  }
+  {
+    const std::string dir = fresh("commit-timeout");
+    Peers p;
+    p.unanswered_commits = 1000;  // replay is gone for good
+    run_learner(dir, 2, &p);
+    CHECK(p.commits == 3);  // kCommitAttempts, then the run fails
+    CHECK(p.takes == 1);
+    CHECK(p.weights_to_generator == 0);
+    CHECK_FALSE(path_exists(dir + "/checkpoints/step_1"));
+    CHECK(p.done_step == 0);
+    CHECK_MESSAGE(p.failure.find("commit") != std::string::npos, p.failure);
+    CHECK_MESSAGE(p.failure.find("request_timeout") != std::string::npos, p.failure);
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST_CASE("learner actor: stats that never come complete the record without those fields") {
+  const std::string dir = fresh("stats-timeout");
+  Peers p;
+  p.sampler_stats_unanswered = true;
+  run_learner(dir, 2, &p);
+  CHECK(p.failure.empty());
+  CHECK(p.done_step == 2);
+  // every step's record is written, none with the sampler's fields (present whenever its stats are)
+  std::set<uint64_t> steps;
+  for (const auto& r : p.records) {
+    auto j = nlohmann::json::parse(r);
+    steps.insert(j["step"].get<uint64_t>());
+    CHECK_MESSAGE(!j.contains("finish_reasons"), r);
+  }
+  CHECK(steps == std::set<uint64_t>{0, 1, 2});
+  std::filesystem::remove_all(dir);
 }

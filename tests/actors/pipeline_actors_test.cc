@@ -124,7 +124,7 @@ TEST_CASE("replay actor: groups are acknowledged after the durable group commit,
           std::vector<uint64_t> ids;
           for (auto& b : got) ids.push_back(msg::decode<msg::JudgedGroup>(b).value()->group_id());
           CHECK(ids == std::vector<uint64_t>(batch.value()->group_ids()->begin(), batch.value()->group_ids()->end()));
-          self->request(replay, caf::infinite, pipe::commit_atom::value, ids, uint64_t(1))
+          self->request(replay, caf::infinite, pipe::commit_atom::value, ids, uint64_t(1), uint64_t(2))
               .then([&](const msg::Bytes& b) {
                 auto r = msg::decode<msg::CommitResult>(b);
                 REQUIRE(r.is_ok());
@@ -137,6 +137,15 @@ TEST_CASE("replay actor: groups are acknowledged after the durable group commit,
   CHECK(served == 2);
   CHECK(committed);
   CHECK(sp->counters().by_status[1] == 2);
+  CHECK(sp->counters().published_version == 2);  // durable with the consumption
+  // release: the learner gave up on a take; every lease goes back to the queue.
+  auto leased = sp->take_batch(1, 1);
+  REQUIRE(leased.is_ok());
+  CHECK(leased->size() == 1);
+  CHECK(sp->counters().leased == 1);
+  caf::anon_send(replay, pipe::release_atom::value);
+  ts.sched->run();
+  CHECK(sp->counters().leased == 0);
   // A group that does not decode is refused (and counted); stats are a Metrics message.
   bool refused = false;
   json stats;

@@ -224,6 +224,63 @@ TEST_CASE("replay: append, take, commit; reopen keeps everything; duplicates are
   check_consistent(*s);
 }
 
+TEST_CASE("replay: the published version is a durable high-water mark, committed with the consumption") {
+  TempDir d("published");
+  ReplayOptions o;
+  o.max_uses = 2;  // group 3 stays Pending after one use: a retry must not count a second one
+  {
+    auto s = open_store(d.path, o);
+    CHECK(s->counters().published_version == 0);  // a fresh store: nothing published
+    append_ok(*s, {group(1, 1), group(2, 1), group(3, 1)}, 3);
+    CHECK(take(*s, 3, 1).size() == 3);
+    REQUIRE(s->commit_consumed({1, 3}, 1, 5).is_ok());
+    CHECK(s->counters().published_version == 5);
+    // A retried commit (its reply was lost) changes nothing: same uses, same steps, same mark.
+    REQUIRE(s->commit_consumed({1, 3}, 1, 5).is_ok());
+    CHECK(meta(*s, 1).steps == std::vector<uint64_t>{1});
+    CHECK(meta(*s, 3).steps == std::vector<uint64_t>{1});
+    CHECK(meta(*s, 3).status == GroupStatus::Pending);
+    CHECK(s->counters().published_version == 5);
+    // max semantics: a lower version never lowers the mark
+    REQUIRE(s->commit_consumed({2}, 2, 3).is_ok());
+    CHECK(s->counters().published_version == 5);
+    // all or nothing: a refused commit does not raise it
+    CHECK(!s->commit_consumed({3, 99}, 3, 9).is_ok());
+    CHECK(s->counters().published_version == 5);
+    CHECK(meta(*s, 3).uses() == 1);
+    REQUIRE(s->commit_consumed({3}, 3, 7).is_ok());
+    CHECK(s->counters().published_version == 7);
+    // a rollback undoes consumptions, never what was published
+    auto undone = s->rollback_after(2);
+    REQUIRE(undone.is_ok());
+    CHECK(*undone == 1);
+    CHECK(s->counters().published_version == 7);
+    check_consistent(*s);
+  }  // closed without any flush: the mark came back from the WAL
+  {
+    auto s = open_store(d.path, o);
+    CHECK(s->counters().published_version == 7);
+    ReplayOptions ro;
+    ro.read_only = true;
+    auto r = open_store(d.path, ro);
+    CHECK(r->counters().published_version == 7);
+  }
+  // A store written before the key existed has none: it reads as 0, and the first commit sets it.
+  raw_edit(d.path, "default", [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+    std::string v;
+    REQUIRE(db->Get(rocksdb::ReadOptions(), cf, replay::kPublishedVersionKey, &v).ok());
+    REQUIRE(db->Delete(rocksdb::WriteOptions(), cf, replay::kPublishedVersionKey).ok());
+  });
+  auto s = open_store(d.path, o);
+  CHECK(s->counters().published_version == 0);
+  check_consistent(*s);
+  append_ok(*s, {group(4, 8)}, 1);
+  CHECK(take(*s, 1, 8).size() == 1);
+  REQUIRE(s->commit_consumed({4}, 3, 2).is_ok());
+  CHECK(s->counters().published_version == 2);
+  check_consistent(*s);
+}
+
 TEST_CASE("replay: invalid buffers fail the whole append and name the index") {
   TempDir d("invalid");
   auto s = open_store(d.path);
