@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/metrics/tb_writer.h"
 #include "base/check.h"
 #include "base/file.h"
 #include "base/stop.h"
@@ -239,6 +240,9 @@ Status run_sft(const SftConfig& c, SftReport* report) {
   Workspace* ws = new_workspace();
   std::vector<double> losses;
   std::string metrics;
+  TbWriter tb;  // OUT/tb/: each step's record as it is produced (a view; metrics.jsonl is durable)
+  if (Status s = step < c.steps ? tb.open(path_join(c.out_dir, "tb")) : Status::ok(); !s.is_ok())
+    log_warn("sft: no TensorBoard output: {}", s.message());
   const auto t_start = std::chrono::steady_clock::now();
   int64_t tokens_trained = 0;
   // Writes the metrics not yet on disk, then the checkpoint that covers them.
@@ -315,6 +319,10 @@ Status run_sft(const SftConfig& c, SftReport* report) {
       report->eval_after = ev.accuracy;
     }
     metrics += mj.dump() + "\n";
+    if (Status s = tb.is_open() ? tb.write(mj) : Status::ok(); !s.is_ok()) {
+      log_warn("sft: TensorBoard output stops here (metrics.jsonl keeps every record): {}", s.message());
+      (void)tb.close();
+    }
     if (!c.quiet && (step % 10 == 0 || step == c.steps || mj.contains("eval_accuracy")))
       log_info("sft: step {}/{} loss {:.4f} gnorm {:.3f} lr {:.2e} {:.0f} tok/s{}", step, c.steps, loss, gnorm, lr,
                tokens_trained / std::max(secs, 1e-9),

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <optional>
 
+#include "actors/metrics/tb_writer.h"
 #include "base/file.h"
 #include "base/log.h"
 
@@ -63,7 +64,8 @@ MetricsLog::MetricsLog(MetricsLog&& o) noexcept
       lines_appended_(o.lines_appended_),
       lines_since_sync_(o.lines_since_sync_),
       torn_bytes_dropped_(o.torn_bytes_dropped_),
-      last_sync_(o.last_sync_) {
+      last_sync_(o.last_sync_),
+      tb_(std::move(o.tb_)) {
   o.fd_ = -1;
   o.mu_ = std::make_unique<std::mutex>();
 }
@@ -83,6 +85,7 @@ MetricsLog& MetricsLog::operator=(MetricsLog&& o) noexcept {
   lines_since_sync_ = o.lines_since_sync_;
   torn_bytes_dropped_ = o.torn_bytes_dropped_;
   last_sync_ = o.last_sync_;
+  tb_ = std::move(o.tb_);
   o.fd_ = -1;
   o.mu_ = std::make_unique<std::mutex>();
   return *this;
@@ -122,7 +125,33 @@ Status MetricsLog::open(const std::string& path) {
   lines_appended_ = 0;
   lines_since_sync_ = 0;
   last_sync_ = std::chrono::steady_clock::now();
+  if (options_.tensorboard) {
+    auto tb = std::make_unique<TbWriter>();
+    Status s = tb->open(path_join(parent_dir(path), "tb"));
+    if (s.is_ok()) tb_ = std::move(tb);
+    else log_warn("metrics log: no TensorBoard output: {}", s.message());
+  }
   return Status::ok();
+}
+
+std::string MetricsLog::tensorboard_path() const {
+  std::lock_guard<std::mutex> lock(*mu_);
+  return tb_ ? tb_->path() : std::string();
+}
+
+void MetricsLog::tensorboard_write_locked(const json& record) {
+  if (!tb_) return;
+  Status s = tb_->write(record);
+  if (s.is_ok()) return;
+  log_warn("metrics log: TensorBoard output stops here ({} keeps every record): {}", path_, s.message());
+  tensorboard_close_locked();
+}
+
+void MetricsLog::tensorboard_close_locked() {
+  if (!tb_) return;
+  Status s = tb_->close();
+  if (!s.is_ok()) log_warn("metrics log: {}", s.message());
+  tb_.reset();
 }
 
 Status MetricsLog::append(const json& record) {
@@ -149,6 +178,7 @@ Status MetricsLog::append(const json& record) {
   }
   size_ += line.size();
   ++lines_appended_;
+  tensorboard_write_locked(record);
   ++lines_since_sync_;
   const bool by_count = options_.fsync_every_lines > 0 && lines_since_sync_ >= options_.fsync_every_lines;
   const bool by_time =
@@ -178,6 +208,7 @@ Status MetricsLog::close() {
 }
 
 Status MetricsLog::close_locked() {
+  tensorboard_close_locked();
   if (fd_ < 0) return Status::ok();
   Status s = Status::ok();
   if (::fsync(fd_) != 0) s = Status::errorf("{}: fsync failed: {}", path_, std::strerror(errno));

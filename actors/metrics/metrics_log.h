@@ -8,6 +8,11 @@
 // crash); it survives a power loss once fsynced, which happens every `fsync_every_lines` lines,
 // every `fsync_interval_s` seconds, on sync() and on close().
 //
+// TensorBoard: unless options.tensorboard is false, open(PATH) also starts a new events file in
+// PARENT(PATH)/tb/ (actors/metrics/tb_writer.h) and every record appended to PATH is written there
+// too, as one Event, flushed. That file is a view, never durable and never read back: when it cannot
+// be created or written, MetricsLog warns once, stops writing it, and the metrics log goes on.
+//
 // Ownership and threads: MetricsLog owns its file descriptor; it is movable, not copyable.
 // append()/sync()/close() may be called from several threads (an internal mutex orders lines);
 // open() must not race with them. read_all() shares no state; ProgressLine is a plain value.
@@ -23,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/metrics/tb_writer.h"
 #include "base/status.h"
 
 namespace m1 {
@@ -82,6 +88,8 @@ struct MetricsLogOptions {
   uint32_t fsync_every_lines = 0;
   // fsync when this many seconds passed since the last fsync (0: never by time).
   double fsync_interval_s = 10.0;
+  // Also write each record to PARENT/tb/events.out.tfevents.<unix seconds>.<host> (see above).
+  bool tensorboard = true;
 };
 
 // A line of a metrics file that could not be used, with its 1-based line number.
@@ -102,10 +110,12 @@ class MetricsLog {
 
   // Opens (creating if absent) PATH for appending. Closes a file already open. A torn last line
   // left by a crash (bytes after the last '\n') is truncated away; torn_bytes_dropped() says how
-  // many bytes went. The parent directory must exist.
+  // many bytes went. The parent directory must exist. With options.tensorboard, also opens a new
+  // events file in PARENT/tb/ (created if absent); failing that only warns.
   Status open(const std::string& path);
   // Appends RECORD (REQUIRES: a JSON object, else an error) as one line. On a write error the
-  // partial line is truncated away and the error names the path.
+  // partial line is truncated away and the error names the path. Once the line is written, RECORD
+  // also goes to the TensorBoard file when one is open (its failure is a warning, not an error).
   Status append(const nlohmann::json& record);
   // fsyncs the file now.
   Status sync();
@@ -114,6 +124,8 @@ class MetricsLog {
 
   bool is_open() const { return fd_ >= 0; }
   const std::string& path() const { return path_; }
+  // The TensorBoard events file being written, or "" when none (disabled, or it failed).
+  std::string tensorboard_path() const;
   uint64_t lines_appended() const { return lines_appended_; }  // by this object, since open()
   uint64_t torn_bytes_dropped() const { return torn_bytes_dropped_; }
 
@@ -127,6 +139,8 @@ class MetricsLog {
  private:
   Status sync_locked();
   Status close_locked();
+  void tensorboard_write_locked(const nlohmann::json& record);
+  void tensorboard_close_locked();
 
   MetricsLogOptions options_;
   std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();
@@ -137,6 +151,7 @@ class MetricsLog {
   uint64_t lines_since_sync_ = 0;
   uint64_t torn_bytes_dropped_ = 0;
   std::chrono::steady_clock::time_point last_sync_{};
+  std::unique_ptr<TbWriter> tb_;  // null when TensorBoard output is off or failed
 };
 
 // The live one-line status shown while a run trains, e.g.
