@@ -1,6 +1,9 @@
 #include "actors/pipeline/run_config.h"
 
+#include <filesystem>
 #include <set>
+
+#include <fmt/format.h>
 
 #include "actors/pipeline/actors.h"
 #include "actors/staleness.h"
@@ -170,6 +173,105 @@ std::vector<std::string> run_config_keys() {
   M1_CHECK_MSG(c.is_ok(), c.status().message().c_str());  // the minimal config must stay valid
   const std::set<std::string>& keys = t.value().asked_keys();
   return std::vector<std::string>(keys.begin(), keys.end());
+}
+
+namespace {
+
+// TOML scalars for run_config_to_toml.
+std::string toml_string(const std::string& v) {
+  std::string out = "\"";
+  for (unsigned char ch : v) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (ch < 0x20 || ch == 0x7f) out += fmt::format("\\u{:04X}", unsigned(ch));
+        else out += char(ch);
+    }
+  }
+  return out + "\"";
+}
+// A path as the run uses it, absolute; "" stays "" (unset).
+std::string toml_path(const std::string& p) {
+  if (p.empty()) return toml_string(p);
+  return toml_string(std::filesystem::absolute(p).lexically_normal().string());
+}
+// Shortest text that reads back to the same double, always a TOML float ("1.0", not "1").
+std::string toml_double(double v) {
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".eEni") == std::string::npos) s += ".0";
+  return s;
+}
+std::string toml_bool(bool v) { return v ? "true" : "false"; }
+
+}  // namespace
+
+std::string run_config_to_toml(const RunConfig& c) {
+  const bool is_cispo = c.objective.kind == Objective::kCispo || c.objective.kind == Objective::kCispoMask;
+  std::string tasks = "[";
+  for (size_t i = 0; i < c.tasks.size(); ++i) tasks += (i ? ", " : "") + toml_string(c.tasks[i]);
+  tasks += "]";
+  std::string o;
+  auto kv = [&o](const char* key, const std::string& value) { o += fmt::format("{} = {}\n", key, value); };
+  o += fmt::format("# The resolved run configuration of {}: every key, defaults filled in, paths absolute.\n",
+                   c.source);
+  o += "[run]\n";
+  kv("dir", toml_path(c.run_dir));
+  kv("seed", std::to_string(c.seed));
+  kv("steps", std::to_string(c.steps));
+  kv("max_seconds", toml_double(c.max_seconds));
+  kv("max_staleness", std::to_string(c.max_staleness));
+  kv("checkpoint_every", std::to_string(c.checkpoint_every));
+  kv("eval_every", std::to_string(c.eval_every));
+  kv("eval_examples", std::to_string(c.eval_examples));
+  kv("threads", std::to_string(c.threads));
+  kv("kernel_threads", std::to_string(c.kernel_threads));
+  o += "\n[model]\n";
+  kv("config", toml_path(c.model_config));
+  o += "\n[sft]\n";
+  kv("checkpoint", toml_path(c.sft_checkpoint));
+  kv("steps", std::to_string(c.sft.steps));
+  kv("batch", std::to_string(c.sft.batch));
+  kv("lr", toml_double(c.sft.lr));
+  kv("warmup", toml_double(c.sft.warmup));
+  kv("threads", std::to_string(c.sft.threads));
+  o += "\n[sampler]\n";
+  kv("tasks", tasks);
+  kv("prompts", toml_path(c.prompts_jsonl));
+  kv("min_difficulty", std::to_string(c.min_difficulty));
+  kv("max_difficulty", std::to_string(c.max_difficulty));
+  kv("start_max_difficulty", std::to_string(c.start_max_difficulty));
+  kv("difficulty_ramp_steps", std::to_string(c.difficulty_ramp_steps));
+  kv("group_size", std::to_string(c.group_size));
+  kv("batch_groups", std::to_string(c.batch_groups));
+  kv("temperature", toml_double(c.temperature));
+  kv("top_p", toml_double(c.top_p));
+  kv("max_new", std::to_string(c.max_new));
+  kv("overlong_cache", std::to_string(c.overlong_cache));
+  kv("format_penalty", toml_double(c.format_penalty));
+  kv("std_normalize", toml_bool(c.std_normalize));
+  kv("oversample", toml_double(c.oversample));
+  kv("lookahead", std::to_string(c.lookahead));
+  o += "\n[generator]\n";
+  kv("count", std::to_string(c.generators));
+  kv("max_batch", std::to_string(c.generator_batch));
+  kv("repetition_n", std::to_string(c.repetition_n));
+  kv("repetition_p", toml_double(c.repetition_p));
+  o += "\n[judge]\n";
+  kv("count", std::to_string(c.judges));
+  kv("retries", std::to_string(c.judge_retries));
+  o += "\n[learner]\n";
+  kv("objective", toml_string(c.objective_name));
+  kv("eps_high", toml_double(is_cispo ? c.objective.eps_high_is : c.objective.clip_high));
+  kv("minibatches", std::to_string(c.minibatches));
+  kv("lr", toml_double(c.lr));
+  kv("clip", toml_double(c.clip));
+  kv("weight_decay", toml_double(c.weight_decay));
+  kv("share_prompts", toml_bool(c.share_prompts));
+  return o;
 }
 
 }  // namespace m1

@@ -76,4 +76,11 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
 // (tests/tools/docs_test.cc).
 std::vector<std::string> run_config_keys();
 
+// `m1rl config show`: C as a run config in TOML, sections [run], [model], [sft], [sampler],
+// [generator], [judge], [learner], with every key run_config_keys() lists and the value the run
+// uses (defaults filled in; learner.eps_high is the objective's clip it sets). Paths are absolute
+// (made so against the current directory), so the text loads back through load_run_config from any
+// folder to an equal config; an unset path is "". Doubles are written in their shortest exact form.
+std::string run_config_to_toml(const RunConfig& c);
+
 }  // namespace m1

@@ -163,3 +163,144 @@ TEST_CASE("an empty task set needs prompts and an SFT checkpoint; bad prompt fil
   REQUIRE(!model.is_ok());
   CHECK(model.status().message().find("model.config") != std::string::npos);
 }
+
+#include <set>
+
+namespace {
+std::string abs_path(const std::string& p) {
+  return p.empty() ? p : std::filesystem::absolute(p).lexically_normal().string();
+}
+// Every field a run uses (source and the non-config flags quiet, allow_config_change aside).
+// The dotted keys of TOML written as "[section]" lines and "key = value" lines.
+std::set<std::string> shown_keys(const std::string& text) {
+  std::set<std::string> keys;
+  std::string section;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(at, end - at);
+    at = end + 1;
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '[') section = line.substr(1, line.find(']') - 1);
+    else if (size_t eq = line.find(" = "); eq != std::string::npos) keys.insert(section + "." + line.substr(0, eq));
+  }
+  return keys;
+}
+void check_same_run_config(const RunConfig& a, const RunConfig& b) {
+  CHECK(abs_path(a.run_dir) == abs_path(b.run_dir));
+  CHECK(a.seed == b.seed);
+  CHECK(a.steps == b.steps);
+  CHECK(a.max_seconds == b.max_seconds);
+  CHECK(a.max_staleness == b.max_staleness);
+  CHECK(a.checkpoint_every == b.checkpoint_every);
+  CHECK(a.eval_every == b.eval_every);
+  CHECK(a.eval_examples == b.eval_examples);
+  CHECK(a.threads == b.threads);
+  CHECK(a.kernel_threads == b.kernel_threads);
+  CHECK(abs_path(a.model_config) == abs_path(b.model_config));
+  CHECK(abs_path(a.sft_checkpoint) == abs_path(b.sft_checkpoint));
+  CHECK(abs_path(a.sft.model_config) == abs_path(b.sft.model_config));
+  CHECK(a.sft.init_from == b.sft.init_from);
+  CHECK(a.sft.seed == b.sft.seed);
+  CHECK(a.sft.tasks == b.sft.tasks);
+  CHECK(a.sft.min_difficulty == b.sft.min_difficulty);
+  CHECK(a.sft.max_difficulty == b.sft.max_difficulty);
+  CHECK(a.sft.steps == b.sft.steps);
+  CHECK(a.sft.batch == b.sft.batch);
+  CHECK(a.sft.lr == b.sft.lr);
+  CHECK(a.sft.min_lr_frac == b.sft.min_lr_frac);
+  CHECK(a.sft.warmup == b.sft.warmup);
+  CHECK(a.sft.weight_decay == b.sft.weight_decay);
+  CHECK(a.sft.clip == b.sft.clip);
+  CHECK(a.sft.threads == b.sft.threads);
+  CHECK(a.sft.checkpoint_every == b.sft.checkpoint_every);
+  CHECK(a.sft.keep_checkpoints == b.sft.keep_checkpoints);
+  CHECK(a.sft.eval_every == b.sft.eval_every);
+  CHECK(a.sft.eval_examples == b.sft.eval_examples);
+  CHECK(a.sft.max_new == b.sft.max_new);
+  CHECK(abs_path(a.sft.out_dir) == abs_path(b.sft.out_dir));
+  CHECK(a.tasks == b.tasks);
+  CHECK(abs_path(a.prompts_jsonl) == abs_path(b.prompts_jsonl));
+  CHECK(a.min_difficulty == b.min_difficulty);
+  CHECK(a.max_difficulty == b.max_difficulty);
+  CHECK(a.start_max_difficulty == b.start_max_difficulty);
+  CHECK(a.difficulty_ramp_steps == b.difficulty_ramp_steps);
+  CHECK(a.group_size == b.group_size);
+  CHECK(a.batch_groups == b.batch_groups);
+  CHECK(a.temperature == b.temperature);
+  CHECK(a.top_p == b.top_p);
+  CHECK(a.max_new == b.max_new);
+  CHECK(a.overlong_cache == b.overlong_cache);
+  CHECK(a.format_penalty == b.format_penalty);
+  CHECK(a.std_normalize == b.std_normalize);
+  CHECK(a.oversample == b.oversample);
+  CHECK(a.lookahead == b.lookahead);
+  CHECK(a.generators == b.generators);
+  CHECK(a.generator_batch == b.generator_batch);
+  CHECK(a.repetition_n == b.repetition_n);
+  CHECK(a.repetition_p == b.repetition_p);
+  CHECK(a.judges == b.judges);
+  CHECK(a.judge_retries == b.judge_retries);
+  CHECK(a.objective_name == b.objective_name);
+  CHECK(a.objective.kind == b.objective.kind);
+  CHECK(a.objective.eps_low_is == b.objective.eps_low_is);
+  CHECK(a.objective.eps_high_is == b.objective.eps_high_is);
+  CHECK(a.objective.clip_low == b.objective.clip_low);
+  CHECK(a.objective.clip_high == b.objective.clip_high);
+  CHECK(a.objective.token_level == b.objective.token_level);
+  CHECK(a.minibatches == b.minibatches);
+  CHECK(a.lr == b.lr);
+  CHECK(a.clip == b.clip);
+  CHECK(a.weight_decay == b.weight_decay);
+  CHECK(a.share_prompts == b.share_prompts);
+}
+}  // namespace
+
+TEST_CASE("run_config_to_toml: every key, and it loads back to an equal config") {
+  const std::string d = tmp_dir("show");
+  // An SFT checkpoint to start from: a folder with a config.json.
+  const std::string ck = d + "/ck";
+  std::filesystem::create_directories(ck);
+  std::filesystem::copy_file(kTiny, ck + "/config.json");
+  // Shipped configs, a minimal one (all defaults), and one far from the defaults.
+  std::vector<std::string> configs;
+  for (const char* f : {"demo.toml", "test-run.toml", "test-crash.toml"})
+    configs.push_back(std::string(M1_SOURCE_DIR) + "/configs/" + f);
+  configs.push_back(write_tmp("show-min.toml", kOk));
+  configs.push_back(write_tmp("show-far.toml",
+                              "[run]\ndir = \"runs/a b\\\"q\"\nseed = 9223372036854775807\nmax_seconds = 0.1\n"
+                              "kernel_threads = 3\n[sft]\ncheckpoint = \"" + ck + "\"\nlr = 1e-7\n"
+                              "[sampler]\ntasks = [\"add\", \"sort\", \"add_steps\"]\nmax_difficulty = 4\n"
+                              "start_max_difficulty = 2\ndifficulty_ramp_steps = 7\ntemperature = 0.7\n"
+                              "top_p = 0.3\nmax_new = 20\noverlong_cache = 4\nstd_normalize = false\n"
+                              "oversample = 1.5\nlookahead = 0\n[generator]\nrepetition_n = 5\n"
+                              "repetition_p = 0.3\n[learner]\nobjective = \"dapo\"\neps_high = 0.33\n"
+                              "weight_decay = 0.01\nshare_prompts = false\n"));
+  const std::vector<std::string> keys = run_config_keys();
+  REQUIRE(!keys.empty());
+  int i = 0;
+  for (const std::string& path : configs) {
+    CAPTURE(path);
+    auto a = load_run_config(path, "");
+    REQUIRE_MESSAGE(a.is_ok(), a.status().message());
+    const std::string text = run_config_to_toml(a.value());
+    CAPTURE(text);
+    const std::set<std::string> shown = shown_keys(text);
+    for (const std::string& k : keys) CHECK_MESSAGE(shown.count(k) == 1, "missing key " << k);
+    CHECK(shown.size() == keys.size());
+    // Loaded back from another folder: the absolute paths keep their meaning.
+    const std::string back_path = d + "/back-" + std::to_string(i++) + ".toml";
+    REQUIRE(write_file(back_path, text).is_ok());
+    auto b = load_run_config(back_path, "");
+    REQUIRE_MESSAGE(b.is_ok(), b.status().message());
+    check_same_run_config(a.value(), b.value());
+    // The same text again, but for the first line (a comment naming the source file).
+    const std::string again = run_config_to_toml(b.value());
+    CHECK(again.substr(again.find('\n')) == text.substr(text.find('\n')));
+  }
+  // --run-dir replaces run.dir in what is shown.
+  auto o = load_run_config(configs[0], d + "/elsewhere");
+  REQUIRE(o.is_ok());
+  CHECK(run_config_to_toml(o.value()).find("dir = \"" + d + "/elsewhere\"") != std::string::npos);
+}

@@ -37,6 +37,9 @@ int replay_export(const std::string& run, const std::string& out, bool skip_dama
 // RocksDB's own checks, then every record decoded; exit 0 all intact, 1 damage (named).
 int replay_check(const std::string& run, bool json);
 int run(const std::string& config, const std::string& run_dir, bool allow_config_change);
+// Prints CONFIG resolved (every default filled in, paths absolute) as TOML: a run config, or else
+// an SFT config (RUN_DIR empty only); exit 1 with the run loader's error when neither loads.
+int config_show(const std::string& config, const std::string& run_dir);
 int eval(const std::string& dir, const std::string& tasks, int min_d, int max_d, int n, uint64_t seed, int max_new);
 
 }  // namespace m1::cli

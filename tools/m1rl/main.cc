@@ -235,6 +235,16 @@ int main(int argc, char** argv) {
     c->callback([&] { rc = m1::cli::run(config, run_dir, allow_change); });
   }
   {
+    auto* cfg = app.add_subcommand("config", "inspect a config file");
+    cfg->require_subcommand(1);
+    auto* c = cfg->add_subcommand("show", "print a run (or SFT) config resolved: every default filled in, as TOML");
+    static std::string config, run_dir;
+    c->add_option("CONFIG", config, "run TOML config (e.g. configs/demo.toml); an SFT config if it is not one")
+        ->required();
+    c->add_option("--run-dir", run_dir, "run directory (overrides run.dir, as m1rl run --run-dir does)");
+    c->callback([&] { rc = m1::cli::config_show(config, run_dir); });
+  }
+  {
     auto* rp = app.add_subcommand("replay", "inspect the replay buffer of a live or finished run (read-only)");
     rp->require_subcommand(1);
     static std::string run, out;
