@@ -482,6 +482,47 @@ Status check_root(const EvalResult& m, const uint8_t* base) {
   return Status::ok();
 }
 
+constexpr size_t kMaxFramePayloads = 65536;
+constexpr size_t kMaxTagBytes = 10;  // a CAF 0.17 atom
+
+Status check_root(const Frame& m, const uint8_t* base) {
+  const std::string p = "Frame.";
+  M1_RETURN_UNDER(p, nonzero("source", m.source()));
+  M1_RETURN_UNDER(p, nonzero("destination", m.destination()));
+  M1_RETURN_UNDER(p, nonzero("source_node", m.source_node()));
+  M1_RETURN_UNDER(p, nonzero("incarnation", m.incarnation()));
+  if (m.seq() < 1) return Status::errorf("{}seq: must be >= 1", p);
+  const auto kind = m.kind();
+  if (kind < FrameKind::MIN || kind > FrameKind::MAX)
+    return Status::errorf("{}kind: {} is not a FrameKind", p, int(kind));
+  if (kind == FrameKind::Oneway && m.request_id() != 0)
+    return Status::errorf("{}request_id: must be 0 for a Oneway frame", p);
+  if (kind != FrameKind::Oneway) M1_RETURN_UNDER(p, nonzero("request_id", m.request_id()));
+  M1_RETURN_UNDER(p, text("tag", m.tag(), kMaxTagBytes, true));
+  for (char c : m.tag()->string_view()) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+      return Status::errorf("{}tag: character 0x{:02x} is not one of [a-z0-9_]", p, uint8_t(c));
+  }
+  const auto shape = m.shape();
+  if (shape < PayloadShape::MIN || shape > PayloadShape::MAX)
+    return Status::errorf("{}shape: {} is not a PayloadShape", p, int(shape));
+  const uint32_t n = length(m.payloads());
+  if (n > kMaxFramePayloads) return Status::errorf("{}payloads: {} exceed {}", p, n, kMaxFramePayloads);
+  if (shape == PayloadShape::Empty && n != 0) return Status::errorf("{}payloads: {} given for shape Empty", p, n);
+  if (shape == PayloadShape::One && n != 1) return Status::errorf("{}payloads: {} given for shape One", p, n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const Payload* pl = m.payloads()->Get(i);
+    if (pl == nullptr || pl->bytes() == nullptr) return Status::errorf("{}{}.bytes: required but missing", p, at("payloads", i));
+  }
+  if (kind == FrameKind::Failure) {
+    if (shape != PayloadShape::Empty) return Status::errorf("{}shape: must be Empty for a Failure frame", p);
+    M1_RETURN_UNDER(p, text("reason", m.reason(), kMaxReasonBytes, true));
+  } else if (length(m.reason()) != 0) {
+    return Status::errorf("{}reason: must be empty unless the frame is a Failure", p);
+  }
+  return Status::ok();
+}
+
 // Printable form of a 4-byte identifier for error messages.
 std::string printable(const uint8_t* p, size_t n) {
   std::string s;

@@ -20,6 +20,7 @@
 #include "base/status.h"
 #include "messages/commit_result_generated.h"
 #include "messages/eval_result_generated.h"
+#include "messages/frame_generated.h"
 #include "messages/generation_request_generated.h"
 #include "messages/judge_request_generated.h"
 #include "messages/judged_group_generated.h"
@@ -99,7 +100,8 @@ std::string identifier_of(const uint8_t* data, size_t n);
   X(Metrics, metrics)                         \
   X(ReplayAck, replay_ack)                    \
   X(CommitResult, commit_result)              \
-  X(EvalResult, eval_result)
+  X(EvalResult, eval_result)                  \
+  X(Frame, frame)
 
 // MessageTraits<T>: the name, schema stem and file identifier of root type T, and the generated
 // FinishTBuffer. Only root types have traits, so finish_message on a sub-table does not compile.

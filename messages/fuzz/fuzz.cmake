@@ -20,7 +20,7 @@ if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     JudgedGroup:judged_group TrainingBatch:training_batch WeightsAnnouncement:weights_announcement
     WeightsChunk:weights_chunk StepReport:step_report ReplayQuery:replay_query
     ReplayResult:replay_result Metrics:metrics ReplayAck:replay_ack CommitResult:commit_result
-    EvalResult:eval_result)
+    EvalResult:eval_result Frame:frame)
   set(M1_FUZZ_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g)
   file(GLOB M1_FUZZ_CODEC_SRC CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/messages/*.cc)
   add_library(m1_fuzz_codec OBJECT ${M1_FUZZ_CODEC_SRC})

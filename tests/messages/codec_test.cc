@@ -493,6 +493,31 @@ std::vector<Violation> violations() {
   eres([](EvalResultSpec& s) { s.seconds = kInf; }, "EvalResult.seconds: must be finite, got inf");
   eres([](EvalResultSpec& s) { s.held = false; }, "must be 0 when the version is not held");
   eres([](EvalResultSpec& s) { s.envelope.incarnation = 0; }, "EvalResult.envelope.incarnation: must be non-zero");
+
+  auto fr = [&](std::function<void(FrameSpec&)> f, std::string e) {
+    v.push_back({"frame", with<FrameSpec>(f), std::move(e)});
+  };
+  fr([](FrameSpec& s) { s.source = 0; }, "Frame.source: must be non-zero");
+  fr([](FrameSpec& s) { s.destination = 0; }, "Frame.destination: must be non-zero");
+  fr([](FrameSpec& s) { s.source_node = 0; }, "Frame.source_node: must be non-zero");
+  fr([](FrameSpec& s) { s.incarnation = 0; }, "Frame.incarnation: must be non-zero");
+  fr([](FrameSpec& s) { s.seq = 0; }, "Frame.seq: must be >= 1");
+  fr([](FrameSpec& s) { s.kind = 4; }, "Frame.kind: 4 is not a FrameKind");
+  fr([](FrameSpec& s) { s.request_id = 0; }, "Frame.request_id: must be non-zero");
+  fr([](FrameSpec& s) { s.kind = 0; }, "Frame.request_id: must be 0 for a Oneway frame");
+  fr([](FrameSpec& s) { s.tag.reset(); }, "Frame.tag: required but missing");
+  fr([](FrameSpec& s) { s.tag = "verylongtag"; }, "Frame.tag: length 11 exceeds 10 bytes");
+  fr([](FrameSpec& s) { s.tag = "Gen"; }, "Frame.tag: character 0x47 is not one of [a-z0-9_]");
+  fr([](FrameSpec& s) { s.shape = 3; }, "Frame.shape: 3 is not a PayloadShape");
+  fr([](FrameSpec& s) { s.shape = 0; }, "Frame.payloads: 2 given for shape Empty");
+  fr([](FrameSpec& s) { s.shape = 1; }, "Frame.payloads: 2 given for shape One");
+  fr([](FrameSpec& s) { s.reason = "why"; }, "Frame.reason: must be empty unless the frame is a Failure");
+  fr([](FrameSpec& s) { s.kind = 3; }, "Frame.shape: must be Empty for a Failure frame");
+  fr([](FrameSpec& s) {
+    s.kind = 3;
+    s.shape = 0;
+    s.payloads.reset();
+  }, "Frame.reason: required but missing");
   return v;
 }
 

@@ -160,6 +160,21 @@ struct CommitResultSpec {
   std::optional<std::string> reason;
 };
 
+struct FrameSpec {
+  uint64_t source = 0x6e0001;
+  uint64_t destination = 0x7e0001;
+  uint64_t source_node = 2;
+  uint64_t incarnation = 3;
+  uint64_t seq = 41;
+  uint64_t request_id = 77;
+  int8_t kind = static_cast<int8_t>(FrameKind::Request);
+  std::optional<std::string> tag = "gen";
+  int8_t shape = static_cast<int8_t>(PayloadShape::Many);
+  std::optional<std::vector<std::vector<uint8_t>>> payloads =
+      std::vector<std::vector<uint8_t>>{{8, 0, 0, 0, 'G', 'R', 'E', 'Q'}, {}};
+  std::optional<std::string> reason;
+};
+
 struct EvalResultSpec {
   EnvelopeSpec envelope;
   uint64_t version = 12;
@@ -420,6 +435,21 @@ inline Bytes build(const EvalResultSpec& s) {
   return finish_message(b, CreateEvalResult(b, env, s.version, s.held, s.accuracy, s.seconds));
 }
 
+inline Bytes build(const FrameSpec& s) {
+  fb::FlatBufferBuilder b;
+  auto tag = build(b, s.tag);
+  fb::Offset<fb::Vector<fb::Offset<Payload>>> payloads;
+  if (s.payloads) {
+    std::vector<fb::Offset<Payload>> v;
+    for (const auto& p : *s.payloads) v.push_back(CreatePayload(b, b.CreateVector(p)));
+    payloads = b.CreateVector(v);
+  }
+  auto reason = build(b, s.reason);
+  return finish_message(b, CreateFrame(b, s.source, s.destination, s.source_node, s.incarnation, s.seq, s.request_id,
+                                       static_cast<FrameKind>(s.kind), tag, static_cast<PayloadShape>(s.shape),
+                                       payloads, reason));
+}
+
 // ---- minimal specs: only what the schema requires, every optional field absent or default ----
 
 inline ProvenanceSpec minimal_provenance() {
@@ -499,6 +529,8 @@ inline std::vector<Sample> valid_samples() {
   add("replay_ack", ReplayAckSpec{}, ReplayAckSpec{minimal_envelope(), 0, false, "rejected"});
   add("commit_result", CommitResultSpec{}, CommitResultSpec{minimal_envelope(), 0, false, "refused"});
   add("eval_result", EvalResultSpec{}, EvalResultSpec{minimal_envelope(), 0, false, 0.0, 0.0});
+  add("frame", FrameSpec{},
+      FrameSpec{1, 1, 1, 1, 1, 0, static_cast<int8_t>(FrameKind::Oneway), "gen", 0, std::nullopt, std::nullopt});
   return out;
 }
 

@@ -184,6 +184,15 @@ inline uint64_t touch(const EvalResult& m) {
   for (uint64_t v : {uint64_t(m.held()), bits(m.accuracy()), bits(m.seconds())}) h = mix(h, v);
   return h;
 }
+inline uint64_t touch(const Frame& m) {
+  uint64_t h = mix(m.source(), m.destination());
+  for (uint64_t v : {m.source_node(), m.incarnation(), m.seq(), m.request_id(), uint64_t(m.kind()), touch(m.tag()),
+                     uint64_t(m.shape()), touch(m.reason())})
+    h = mix(h, v);
+  if (const auto* ps = m.payloads())
+    for (const Payload* p : *ps) h = mix(h, touch(p->bytes()));
+  return h;
+}
 inline uint64_t touch(const Metrics& m) {
   uint64_t h = mix(touch(m.envelope()), m.step());
   for (uint64_t v : {m.unix_ms(), touch(m.source()), touch_tables(m.values())}) h = mix(h, v);
