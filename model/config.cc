@@ -60,9 +60,63 @@ const std::set<std::string>& ignored_keys() {
   static const std::set<std::string> kKeys = {
       "architectures",     "attention_dropout",        "auto_map",          "bos_token_id",
       "eos_token_id",      "hidden_act",               "max_position_embeddings",
-      "model_type",        "output_router_logits",     "router_jitter_noise",
+      "model_type",        "output_router_logits",     "pad_token_id",      "router_jitter_noise",
       "shared_intermediate_size", "shared_moe_mode",   "sliding_window",    "transformers_version",
       "use_cache",         "torch_dtype"};
+  return kKeys;
+}
+
+// transformers' MiniMax keys (models/minimax/configuration_minimax.py) that map one to one onto a
+// ModelConfig member. The sizes are required here although transformers has defaults for them
+// (save_pretrained always writes them; a guessed vocab_size would be silently wrong).
+const Field kHfFields[] = {
+    {"vocab_size", &ModelConfig::vocab_size, true},
+    {"hidden_size", &ModelConfig::hidden_size, true},
+    {"num_hidden_layers", &ModelConfig::num_hidden_layers, true},
+    {"num_attention_heads", &ModelConfig::num_attention_heads, true},
+    {"intermediate_size", &ModelConfig::intermediate_size, true},
+    {"num_local_experts", &ModelConfig::num_local_experts, true},
+    {"num_experts_per_tok", &ModelConfig::num_experts_per_tok, true},
+    {"rms_norm_eps", &ModelConfig::rms_norm_eps, false},
+    {"linear_attn_alpha_factor", &ModelConfig::layernorm_linear_attention_alpha, false},
+    {"linear_attn_beta_factor", &ModelConfig::layernorm_linear_attention_beta, false},
+    {"full_attn_alpha_factor", &ModelConfig::layernorm_full_attention_alpha, false},
+    {"full_attn_beta_factor", &ModelConfig::layernorm_full_attention_beta, false},
+    {"mlp_alpha_factor", &ModelConfig::layernorm_mlp_alpha, false},
+    {"mlp_beta_factor", &ModelConfig::layernorm_mlp_beta, false},
+    {"block_size", &ModelConfig::block_size, false},
+    {"router_aux_loss_coef", &ModelConfig::router_aux_loss_coef, false},
+    {"tie_word_embeddings", &ModelConfig::tie_word_embeddings, false},
+    {"initializer_range", &ModelConfig::initializer_range, false},
+};
+
+// Release key → transformers key, where they differ (validate_model_config's errors name the
+// release's).
+const std::pair<const char*, const char*> kHfNames[] = {
+    {"attn_type_list", "layer_types"},
+    {"layernorm_linear_attention_alpha", "linear_attn_alpha_factor"},
+    {"layernorm_linear_attention_beta", "linear_attn_beta_factor"},
+    {"layernorm_full_attention_alpha", "full_attn_alpha_factor"},
+    {"layernorm_full_attention_beta", "full_attn_beta_factor"},
+    {"layernorm_mlp_alpha", "mlp_alpha_factor"},
+    {"layernorm_mlp_beta", "mlp_beta_factor"},
+    {"rope_theta", "rope_parameters.rope_theta"}};
+
+// transformers keys read specially (parse_hf) or skipped quietly; the checked ones must hold the
+// value under which transformers computes what m1rl computes.
+const std::set<std::string>& hf_special_keys() {
+  static const std::set<std::string> kKeys = {
+      "num_key_value_heads", "head_dim", "layer_types", "rope_parameters", "rope_theta",
+      "partial_rotary_factor", "rotary_dim", "postnorm", "sliding_window", "rope_scaling"};
+  return kKeys;
+}
+const std::set<std::string>& hf_ignored_keys() {
+  static const std::set<std::string> kKeys = {
+      "_name_or_path",     "architectures",     "attention_dropout", "auto_map",
+      "bos_token_id",      "dtype",             "eos_token_id",      "hidden_act",
+      "max_position_embeddings", "model_type",  "output_router_logits", "pad_token_id",
+      "router_jitter_noise", "shared_intermediate_size", "torch_dtype", "transformers_version",
+      "use_cache"};
   return kKeys;
 }
 
@@ -126,6 +180,123 @@ Status check_ignored(const json& j, const std::string& source) {
           "must be 0)",
           source, it->dump());
   }
+  return Status::ok();
+}
+
+// An integer key that transformers allows to be null (or absent): DEFAULT then.
+Status read_int_or_default(const json& j, const std::string& source, const char* key, int dflt, int* out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    *out = dflt;
+    return Status::ok();
+  }
+  return read_int(*it, source, key, out);
+}
+
+// A partial RoPE factor in a transformers config: transformers' MiniMax rotates whole heads and
+// does not read it, so any value but 1 leaves two readings of the file.
+Status check_partial_factor(const json& v, const std::string& source, const char* key) {
+  if (v.is_null() || (v.is_number() && v.get<double>() == 1.0)) return Status::ok();
+  return Status::errorf(
+      "{}: key '{}': {} is not supported: transformers' MiniMax applies RoPE to the whole head and "
+      "ignores it, so the file does not say which function it means",
+      source, key, v.dump());
+}
+
+// RoPE base of a transformers config: rope_parameters.rope_theta (transformers 5), else the
+// top-level rope_theta (transformers 4), else transformers' default 1e6.
+Status read_hf_rope(const json& j, const std::string& source, ModelConfig* c) {
+  c->rope_theta = 1e6;
+  if (auto it = j.find("rope_theta"); it != j.end()) {
+    if (!it->is_number()) return type_error(source, "rope_theta", "a number", *it);
+    c->rope_theta = it->get<double>();
+  }
+  if (auto it = j.find("partial_rotary_factor"); it != j.end())
+    M1_RETURN_IF_ERROR(check_partial_factor(*it, source, "partial_rotary_factor"));
+  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null())
+    return Status::errorf("{}: key 'rope_scaling': {} is not supported (m1rl implements plain RoPE)", source,
+                          it->dump());
+  auto it = j.find("rope_parameters");
+  if (it == j.end() || it->is_null()) return Status::ok();
+  if (!it->is_object()) return type_error(source, "rope_parameters", "an object", *it);
+  const json* rp = &*it;
+  // transformers 5 may key the parameters by layer type; the softmax layers' are the ones used.
+  if (rp->contains("full_attention") && (*rp)["full_attention"].is_object()) rp = &(*rp)["full_attention"];
+  for (const auto& item : rp->items()) {
+    const std::string& k = item.key();
+    const json& v = item.value();
+    if (k == "rope_theta") {
+      if (!v.is_number()) return type_error(source, "rope_parameters.rope_theta", "a number", v);
+      c->rope_theta = v.get<double>();
+    } else if (k == "rope_type" || k == "type") {
+      if (!v.is_string() || v.get<std::string>() != "default")
+        return Status::errorf("{}: key 'rope_parameters.{}': {} is not supported (m1rl implements \"default\")",
+                              source, k, v.dump());
+    } else if (k == "partial_rotary_factor") {
+      M1_RETURN_IF_ERROR(check_partial_factor(v, source, "rope_parameters.partial_rotary_factor"));
+    } else if (k != "linear_attention" && k != "full_attention") {
+      return Status::errorf("{}: key 'rope_parameters.{}': {} is not supported (m1rl implements plain RoPE)",
+                            source, k, v.dump());
+    }
+  }
+  return Status::ok();
+}
+
+// The transformers layout (see config.h): what transformers' MiniMax computes from this file.
+Status parse_hf(const json& j, const std::string& source, ModelConfig* c) {
+  c->layout = CheckpointLayout::kHf;
+  std::set<std::string> known = hf_special_keys();
+  for (const Field& f : kHfFields) {
+    known.insert(f.key);
+    auto it = j.find(f.key);
+    if (it == j.end()) {
+      if (f.required) return Status::errorf("{}: missing required key '{}'", source, f.key);
+      continue;
+    }
+    M1_RETURN_IF_ERROR(read_field(*it, source, f, c));
+  }
+  M1_RETURN_IF_ERROR(read_int_or_default(j, source, "num_key_value_heads", c->num_attention_heads,
+                                         &c->num_key_value_heads));
+  const int H = c->num_attention_heads;
+  int dflt_head_dim = H > 0 && c->hidden_size % H == 0 ? c->hidden_size / H : 0;
+  M1_RETURN_IF_ERROR(read_int_or_default(j, source, "head_dim", dflt_head_dim, &c->head_dim));
+  auto lt = j.find("layer_types");
+  if (lt == j.end()) return Status::errorf("{}: missing required key 'layer_types'", source);
+  if (!lt->is_array()) return type_error(source, "layer_types", "an array of strings", *lt);
+  c->attn_type_list.clear();
+  for (const json& e : *lt) {
+    if (e == "linear_attention") {
+      c->attn_type_list.push_back(0);
+    } else if (e == "full_attention") {
+      c->attn_type_list.push_back(1);
+    } else {
+      return Status::errorf("{}: key 'layer_types': entry {} is {} (expected \"linear_attention\" or "
+                            "\"full_attention\")", source, c->attn_type_list.size(), e.dump());
+    }
+  }
+  M1_RETURN_IF_ERROR(read_hf_rope(j, source, c));
+  c->rotary_dim = c->head_dim;  // transformers rotates the whole head
+  if (auto it = j.find("rotary_dim"); it != j.end() && !(it->is_number_integer() && it->get<int64_t>() == c->head_dim))
+    return Status::errorf("{}: key 'rotary_dim': {} is not supported in a transformers config: transformers' "
+                          "MiniMax applies RoPE to the whole head (head_dim {}) and ignores it",
+                          source, it->dump(), c->head_dim);
+  if (auto it = j.find("postnorm"); it != j.end() && *it != json(true))
+    return Status::errorf("{}: key 'postnorm': {} is not supported in a transformers config (transformers' "
+                          "MiniMax is always post-norm)", source, it->dump());
+  c->postnorm = true;
+  if (auto it = j.find("sliding_window"); it != j.end() && !it->is_null())
+    return Status::errorf("{}: key 'sliding_window': {} is not supported (m1rl's softmax layers see the whole "
+                          "context; must be null)", source, it->dump());
+  M1_RETURN_IF_ERROR(check_ignored(j, source));
+  for (const auto& item : j.items()) {
+    if (known.count(item.key()) || hf_ignored_keys().count(item.key())) continue;
+    c->unknown_keys.push_back(item.key());
+    log_warn("{}: unknown key '{}' ignored", source, item.key());
+  }
+  if (H > 0 && (H & (H - 1)) != 0)
+    log_warn("{}: num_attention_heads {} is not a power of two: transformers' MiniMax gives these heads other "
+             "decay slopes than the MiniMax-M1 release's ALiBi table, which m1rl computes (docs/model.md)",
+             source, H);
   return Status::ok();
 }
 
@@ -211,6 +382,21 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
     return Status::errorf("{}: expected a JSON object at the top level, got {}", source, j.type_name());
 
   ModelConfig c;
+  const bool hf = (j.contains("model_type") && j["model_type"] == "minimax") ||
+                  (j.contains("layer_types") && !j.contains("attn_type_list"));
+  if (hf) {
+    M1_RETURN_IF_ERROR(parse_hf(j, source, &c));
+    if (Status s = validate_model_config(c, source); !s.is_ok()) {
+      // Name the key as this file spells it.
+      std::string msg = s.message();
+      for (const auto& [release, hf_key] : kHfNames) {
+        const std::string from = std::string("key '") + release + "'";
+        if (auto at = msg.find(from); at != std::string::npos) msg.replace(at, from.size(), std::string("key '") + hf_key + "'");
+      }
+      return Status::error(msg);
+    }
+    return c;
+  }
   std::set<std::string> known;
   for (const Field& f : kFields) {
     known.insert(f.key);
@@ -243,6 +429,45 @@ std::string model_config_to_json(const ModelConfig& c) {
   }
   return j.dump(2) + "\n";
 }
+
+std::string model_config_to_hf_json(const ModelConfig& c) {
+  json j = json::object();
+  j["architectures"] = {"MiniMaxForCausalLM"};
+  j["model_type"] = "minimax";
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim;
+  j["hidden_act"] = "silu";
+  j["initializer_range"] = c.initializer_range;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["use_cache"] = true;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", c.rope_theta}};
+  j["sliding_window"] = nullptr;
+  j["attention_dropout"] = 0.0;
+  j["num_experts_per_tok"] = c.num_experts_per_tok;
+  j["num_local_experts"] = c.num_local_experts;
+  j["output_router_logits"] = false;
+  j["router_aux_loss_coef"] = c.router_aux_loss_coef;
+  j["router_jitter_noise"] = 0.0;
+  json types = json::array();
+  for (int t : c.attn_type_list) types.push_back(t == 1 ? "full_attention" : "linear_attention");
+  j["layer_types"] = types;
+  j["block_size"] = c.block_size;
+  j["linear_attn_alpha_factor"] = c.layernorm_linear_attention_alpha;
+  j["linear_attn_beta_factor"] = c.layernorm_linear_attention_beta;
+  j["full_attn_alpha_factor"] = c.layernorm_full_attention_alpha;
+  j["full_attn_beta_factor"] = c.layernorm_full_attention_beta;
+  j["mlp_alpha_factor"] = c.layernorm_mlp_alpha;
+  j["mlp_beta_factor"] = c.layernorm_mlp_beta;
+  return j.dump(2) + "\n";
+}
+
+const char* layout_name(CheckpointLayout l) { return l == CheckpointLayout::kHf ? "hf" : "release"; }
 
 const std::vector<int64_t>& info_context_lengths() {
   static const std::vector<int64_t> kLengths = {4096, 16384, 65536, 131072, 1048576};

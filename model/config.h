@@ -1,5 +1,6 @@
 // The model configuration: the table of docs/model.md, read from a config.json with the MiniMax-M1
-// key names.
+// key names, or with the key names of Hugging Face transformers' MiniMax (`model_type: "minimax"`,
+// `layer_types`, `*_alpha_factor`, `rope_parameters`; docs/model.md, "Checkpoint layouts").
 // Unknown keys warn (listed in ModelConfig::unknown_keys); a missing required key or an
 // inconsistent value is an error naming the key. The MiniMax-M1 release's config.json
 // (configs/models/minimax-m1.json) loads as is. Plain value type.
@@ -13,6 +14,12 @@
 #include "base/status.h"
 
 namespace m1 {
+
+// The two checkpoint layouts m1rl reads and writes (model/hf_convert.h converts between them):
+// kRelease = the MiniMax-M1 release's config keys and per-expert tensor names (m1rl's own),
+// kHf = transformers' MiniMax config keys and packed expert tensors.
+enum class CheckpointLayout { kRelease, kHf };
+const char* layout_name(CheckpointLayout l);  // "release", "hf"
 
 struct ModelConfig {
   int vocab_size = 0;           // V
@@ -38,17 +45,27 @@ struct ModelConfig {
   double initializer_range = 0.02;
 
   std::vector<std::string> unknown_keys;  // present in the file, not used by m1rl (warned)
+  // The key names the file used. A kHf config is read as transformers computes it: post-norm,
+  // RoPE over the whole head (rotary_dim = head_dim); its defaults are transformers' where the
+  // key is optional there (num_key_value_heads = H, head_dim = D/H, rope_theta 1e6, factors 1).
+  CheckpointLayout layout = CheckpointLayout::kRelease;
 
   int num_softmax_layers() const;
   int num_lightning_layers() const;
   bool is_softmax(int layer) const { return attn_type_list[size_t(layer)] == 1; }
 };
 
-// Parses config.json text. `source` names the input in errors ("configs/models/tiny.json").
+// Parses config.json text in either layout: transformers' when `model_type` is "minimax", or when
+// `layer_types` is present and `attn_type_list` is not; the release's otherwise.
+// `source` names the input in errors ("configs/models/tiny.json").
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
 Result<ModelConfig> load_model_config(const std::string& path);
 // Serialises with the MiniMax-M1 key names (round-trips through parse_model_config).
 std::string model_config_to_json(const ModelConfig& c);
+// Serialises with transformers' MiniMax key names (round-trips through parse_model_config as a kHf
+// config). Writes rotary_dim nowhere: transformers rotates whole heads (hf_convert.h refuses a
+// conversion where that changes the function).
+std::string model_config_to_hf_json(const ModelConfig& c);
 // Checks consistency (positive sizes, H % Hkv, k ≤ E, r even ≤ d, attn_type_list length L ...);
 // the error names the key.
 Status validate_model_config(const ModelConfig& c, const std::string& source);

@@ -1,9 +1,11 @@
-// Model directories: DIR/config.json + DIR/model.safetensors (or shards via the index).
+// Model directories: DIR/config.json + DIR/model.safetensors (or shards via the index), in the
+// release layout or transformers' (model/hf_convert.h): each parameter is found under either name.
 #include <cmath>
 #include <set>
 
 #include "base/file.h"
 #include "base/log.h"
+#include "model/hf_convert.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 
@@ -27,12 +29,14 @@ Result<Model> load_model(const std::string& dir) {
   Model m(std::move(cfg));
   std::set<std::string> expected;
   for (const ParamSpec& s : m.specs()) {
-    expected.insert(s.name);
-    M1_RETURN_IF_ERROR(rd.read_f32(s.name, s.shape, m.params() + s.offset));
+    M1_ASSIGN_OR_RETURN(TensorSlice src, locate_param(rd, m.config(), s.name, s.shape));
+    expected.insert(src.name);
+    M1_RETURN_IF_ERROR(rd.read_f32_range(src.name, src.shape, src.begin, src.count, m.params() + s.offset));
     M1_RETURN_IF_ERROR(check_finite(dir, s.name, m.params() + s.offset, s.numel));
   }
   for (const TensorInfo& t : rd.tensors())
-    if (!expected.count(t.name)) log_warn("{}: tensor '{}' is not part of the model; ignored", dir, t.name);
+    if (!expected.count(t.name) && !is_hf_buffer(t.name))
+      log_warn("{}: tensor '{}' is not part of the model; ignored", dir, t.name);
   return m;
 }
 

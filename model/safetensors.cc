@@ -311,6 +311,14 @@ const TensorInfo* SafetensorsReader::find(const std::string& name) const {
 
 Status SafetensorsReader::read_f32(const std::string& name, const std::vector<int64_t>& expected_shape,
                                    float* out) const {
+  int64_t n = 0;
+  if (!checked_numel(expected_shape, &n))
+    return Status::errorf("{}: tensor '{}': invalid expected shape {}", path_, name, shape_str(expected_shape));
+  return read_f32_range(name, expected_shape, 0, n, out);
+}
+
+Status SafetensorsReader::read_f32_range(const std::string& name, const std::vector<int64_t>& expected_shape,
+                                         int64_t begin, int64_t count, float* out) const {
   const TensorInfo* t = find(name);
   if (t == nullptr) return Status::errorf("{}: tensor '{}' not found", path_, name);
   if (t->shape != expected_shape)
@@ -319,18 +327,29 @@ Status SafetensorsReader::read_f32(const std::string& name, const std::vector<in
   if (t->dtype != "F32" && t->dtype != "BF16" && t->dtype != "F16")
     return Status::errorf("{}: tensor '{}': dtype {} is not supported (F32, BF16 and F16 are read)",
                           t->file, name, t->dtype);
+  if (begin < 0 || count < 0 || begin > t->numel() || count > t->numel() - begin)
+    return Status::errorf("{}: tensor '{}': elements [{}, {}) are outside its {}", t->file, name, begin,
+                          begin + count, t->numel());
   ReadFile f;
   M1_RETURN_IF_ERROR(f.open(t->file));
   const std::string what = "tensor '" + name + "'";
-  if (t->dtype == "F32") return f.pread_exact(out, size_t(t->nbytes), t->offset, what);
-
-  const bool is_bf16 = t->dtype == "BF16";
+  const size_t esize = t->dtype == "F32" ? 4 : 2;
+  const uint64_t start = t->offset + uint64_t(begin) * esize;
+  const size_t n = size_t(count);
   constexpr size_t kChunk = size_t(1) << 20;  // elements per read
-  std::vector<uint16_t> buf(std::min<size_t>(kChunk, size_t(t->numel())));
-  const size_t n = size_t(t->numel());
+  if (t->dtype == "F32") {
+    for (size_t done = 0; done < n;) {
+      const size_t m = std::min(kChunk * 4, n - done);
+      M1_RETURN_IF_ERROR(f.pread_exact(out + done, m * 4, start + done * 4, what));
+      done += m;
+    }
+    return Status::ok();
+  }
+  const bool is_bf16 = t->dtype == "BF16";
+  std::vector<uint16_t> buf(std::min(kChunk, n));
   for (size_t done = 0; done < n;) {
     const size_t m = std::min(kChunk, n - done);
-    M1_RETURN_IF_ERROR(f.pread_exact(buf.data(), m * 2, t->offset + done * 2, what));
+    M1_RETURN_IF_ERROR(f.pread_exact(buf.data(), m * 2, start + done * 2, what));
     if (is_bf16) {
       for (size_t i = 0; i < m; ++i) out[done + i] = bf16_to_f32(buf[i]);
     } else {
@@ -341,8 +360,12 @@ Status SafetensorsReader::read_f32(const std::string& name, const std::vector<in
   return Status::ok();
 }
 
-Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                         const std::string& dtype) {
+namespace {
+
+// The header bytes of a safetensors file (length prefix included, padded so data starts 8-byte
+// aligned) for TENSORS in DTYPE; *data_bytes = the data buffer's size.
+Result<std::string> make_header(const std::string& path, const std::vector<TensorDecl>& tensors,
+                                const std::string& dtype, uint64_t* data_bytes) {
   if (dtype != "F32" && dtype != "BF16")
     return Status::errorf("{}: cannot write dtype '{}' (F32 or BF16)", path, dtype);
   const size_t esize = dtype_size(dtype);
@@ -350,7 +373,7 @@ Status write_safetensors(const std::string& path, const std::vector<TensorToWrit
   header["__metadata__"] = {{"format", "pt"}};
   std::set<std::string> names;
   uint64_t offset = 0;
-  for (const TensorToWrite& t : tensors) {
+  for (const TensorDecl& t : tensors) {
     if (t.name.empty() || t.name == "__metadata__")
       return Status::errorf("{}: invalid tensor name '{}'", path, t.name);
     if (!names.insert(t.name).second)
@@ -358,36 +381,120 @@ Status write_safetensors(const std::string& path, const std::vector<TensorToWrit
     int64_t numel = 0;
     if (!checked_numel(t.shape, &numel))
       return Status::errorf("{}: tensor '{}': invalid shape {}", path, t.name, shape_str(t.shape));
-    if (numel > 0 && t.data == nullptr)
-      return Status::errorf("{}: tensor '{}': no data", path, t.name);
     uint64_t nbytes = 0;
-    if (__builtin_mul_overflow(uint64_t(numel), esize, &nbytes))
+    if (__builtin_mul_overflow(uint64_t(numel), esize, &nbytes) || __builtin_add_overflow(offset, nbytes, &nbytes))
       return Status::errorf("{}: tensor '{}': shape {} overflows", path, t.name, shape_str(t.shape));
-    header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + nbytes}}};
-    offset += nbytes;
+    header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, nbytes}}};
+    offset = nbytes;
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  std::string out;
+  for (int i = 0; i < 8; ++i) out.push_back(char((uint64_t(text.size()) >> (8 * i)) & 0xFF));
+  *data_bytes = offset;
+  return out + text;
+}
 
-  std::string file;
-  file.reserve(8 + text.size() + size_t(offset));
-  for (int i = 0; i < 8; ++i) file.push_back(char((uint64_t(text.size()) >> (8 * i)) & 0xFF));
-  file += text;
+// Appends N fp32 values to OUT as DTYPE ("F32" or "BF16") bytes.
+void encode(const float* data, size_t n, const std::string& dtype, std::string* out) {
+  if (dtype == "F32") {
+    out->append(reinterpret_cast<const char*>(data), n * 4);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const uint16_t h = f32_to_bf16(data[i]);
+    out->push_back(char(h & 0xFF));
+    out->push_back(char(h >> 8));
+  }
+}
+
+}  // namespace
+
+Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                         const std::string& dtype) {
+  std::vector<TensorDecl> decls;
+  decls.reserve(tensors.size());
+  for (const TensorToWrite& t : tensors) decls.push_back({t.name, t.shape});
+  uint64_t data_bytes = 0;
+  M1_ASSIGN_OR_RETURN(std::string file, make_header(path, decls, dtype, &data_bytes));
+  file.reserve(file.size() + size_t(data_bytes));
   for (const TensorToWrite& t : tensors) {
     int64_t numel = 0;
     checked_numel(t.shape, &numel);
     if (numel == 0) continue;
-    if (dtype == "F32") {
-      file.append(reinterpret_cast<const char*>(t.data), size_t(numel) * 4);
-    } else {
-      for (int64_t i = 0; i < numel; ++i) {
-        const uint16_t h = f32_to_bf16(t.data[i]);
-        file.push_back(char(h & 0xFF));
-        file.push_back(char(h >> 8));
-      }
-    }
+    if (t.data == nullptr) return Status::errorf("{}: tensor '{}': no data", path, t.name);
+    encode(t.data, size_t(numel), dtype, &file);
   }
   return write_file(path, file);
+}
+
+Result<SafetensorsStreamWriter> SafetensorsStreamWriter::create(const std::string& path,
+                                                                const std::vector<TensorDecl>& tensors,
+                                                                const std::string& dtype) {
+  SafetensorsStreamWriter w;
+  M1_ASSIGN_OR_RETURN(std::string header, make_header(path, tensors, dtype, &w.total_));
+  w.path_ = path;
+  w.dtype_ = dtype;
+  w.fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (w.fd_ < 0) return Status::errorf("{}: cannot create: {}", path, std::strerror(errno));
+  M1_RETURN_IF_ERROR(w.write_all(header.data(), header.size()));
+  return w;
+}
+
+SafetensorsStreamWriter::SafetensorsStreamWriter(SafetensorsStreamWriter&& o) noexcept
+    : path_(std::move(o.path_)), dtype_(std::move(o.dtype_)), fd_(o.fd_), total_(o.total_), written_(o.written_) {
+  o.fd_ = -1;
+}
+
+SafetensorsStreamWriter::~SafetensorsStreamWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status SafetensorsStreamWriter::write_all(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t r = ::write(fd_, c, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Status::errorf("{}: write failed: {}", path_, std::strerror(errno));
+    }
+    c += r;
+    n -= size_t(r);
+  }
+  return Status::ok();
+}
+
+Status SafetensorsStreamWriter::append(const float* data, size_t n) {
+  if (fd_ < 0) return Status::errorf("{}: append after finish", path_);
+  const uint64_t bytes = uint64_t(n) * dtype_size(dtype_);
+  if (bytes > total_ - written_)
+    return Status::errorf("{}: {} more bytes than the {} declared", path_, bytes - (total_ - written_), total_);
+  std::string enc;
+  constexpr size_t kChunk = size_t(1) << 20;
+  for (size_t done = 0; done < n;) {
+    const size_t m = std::min(kChunk, n - done);
+    enc.clear();
+    encode(data + done, m, dtype_, &enc);
+    M1_RETURN_IF_ERROR(write_all(enc.data(), enc.size()));
+    done += m;
+  }
+  written_ += bytes;
+  return Status::ok();
+}
+
+Status SafetensorsStreamWriter::finish() {
+  if (fd_ < 0) return Status::errorf("{}: finished twice", path_);
+  if (written_ != total_)
+    return Status::errorf("{}: {} of the {} declared data bytes were written", path_, written_, total_);
+  const int fd = fd_;
+  fd_ = -1;
+  if (::fsync(fd) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Status::errorf("{}: fsync failed: {}", path_, std::strerror(e));
+  }
+  if (::close(fd) != 0) return Status::errorf("{}: close failed: {}", path_, std::strerror(errno));
+  return Status::ok();
 }
 
 }  // namespace m1

@@ -52,6 +52,11 @@ class SafetensorsReader {
   // REQUIRES: out holds numel(expected_shape) floats.
   Status read_f32(const std::string& name, const std::vector<int64_t>& expected_shape,
                   float* out) const;
+  // Reads elements [begin, begin + count) of tensor NAME (row-major) the same way, in chunks (no
+  // more than a few MiB of staging however large COUNT is).
+  // Errors: as read_f32, and a range outside the tensor. REQUIRES: out holds count floats.
+  Status read_f32_range(const std::string& name, const std::vector<int64_t>& expected_shape,
+                        int64_t begin, int64_t count, float* out) const;
 
  private:
   std::string path_;
@@ -70,6 +75,36 @@ struct TensorToWrite {
 // Errors: unknown dtype, empty or duplicate names, negative dims, null data.
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                          const std::string& dtype);
+
+// Writes one safetensors file whose tensors are declared up front and whose data arrives in
+// pieces, so no tensor (let alone the file) needs to be in memory at once. The header is written by
+// create(); append() takes the next elements in declaration order (fp32, converted to DTYPE);
+// finish() checks that every declared byte arrived, fsyncs and closes. Declarations are checked
+// like write_safetensors' tensors. Not atomic: write inside a temp dir that is renamed.
+// Destroying an unfinished writer closes the file, leaving it incomplete.
+struct TensorDecl {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+class SafetensorsStreamWriter {
+ public:
+  static Result<SafetensorsStreamWriter> create(const std::string& path, const std::vector<TensorDecl>& tensors,
+                                                const std::string& dtype);
+  SafetensorsStreamWriter(SafetensorsStreamWriter&& o) noexcept;
+  SafetensorsStreamWriter& operator=(SafetensorsStreamWriter&&) = delete;
+  SafetensorsStreamWriter(const SafetensorsStreamWriter&) = delete;
+  ~SafetensorsStreamWriter();
+  Status append(const float* data, size_t n);
+  Status finish();
+  uint64_t data_bytes() const { return total_; }  // the data buffer's size (header excluded)
+
+ private:
+  SafetensorsStreamWriter() = default;
+  Status write_all(const void* p, size_t n);
+  std::string path_, dtype_;
+  int fd_ = -1;
+  uint64_t total_ = 0, written_ = 0;
+};
 
 // Element conversions used by the reader and writer.
 float bf16_to_f32(uint16_t h);

@@ -14,6 +14,8 @@
 #include "base/stop.h"
 #include "base/log.h"
 #include "base/rng.h"
+#include "model/bpe_tokenizer.h"
+#include "model/chat_template.h"
 #include "model/checkpoint.h"
 #include "model/generate.h"
 #include "model/tasks.h"
@@ -56,10 +58,14 @@ double lr_at(const SftConfig& c, int64_t step) {
   return c.lr * (c.min_lr_frac + (1.0 - c.min_lr_frac) * cosv);
 }
 
+// TOKENIZER (a tokenizer.json, or "" for the byte-level one) is copied into the checkpoint, so
+// that `m1rl generate DIR` and `m1rl eval DIR` find it there.
 Status save_checkpoint(const std::string& root, int64_t step, const Model& m, const std::vector<float>& mom,
-                       const std::vector<float>& var, const Rng& data_rng, int64_t examples) {
+                       const std::vector<float>& var, const Rng& data_rng, int64_t examples,
+                       const std::string& tokenizer) {
   return commit_checkpoint(root, step, [&](const std::string& dir) -> Status {
     M1_RETURN_IF_ERROR(save_model(m, dir, "F32"));
+    if (!tokenizer.empty()) M1_RETURN_IF_ERROR(copy_tokenizer_files(tokenizer, dir));
     M1_RETURN_IF_ERROR(save_adam_moments(m, mom, var, dir));
     nlohmann::json st;
     st["format"] = "m1rl-sft-checkpoint";
@@ -102,6 +108,9 @@ Result<SftConfig> read_sft_config(TomlConfig& t, const std::string& path) {
     return Status::errorf("{}: key 'model.config' or 'model.init_from': exactly one must be given", path);
   M1_ASSIGN_OR_RETURN(int64_t seed, t.get_int("model.seed", 1, 0, INT64_MAX));
   c.seed = uint64_t(seed);
+  M1_ASSIGN_OR_RETURN(c.tokenizer, t.get_path("model.tokenizer"));
+  M1_ASSIGN_OR_RETURN(c.chat_template, t.get_string("model.chat_template", ""));
+  M1_RETURN_IF_ERROR(resolve_chat_template(c.chat_template, path + ": key 'model.chat_template'").status());
   M1_ASSIGN_OR_RETURN(c.tasks, t.get_strings("data.tasks", {"add"}));
   if (c.tasks.empty()) return Status::errorf("{}: key 'data.tasks': expected at least one task", path);
   for (auto& n : c.tasks)
@@ -147,6 +156,10 @@ Result<SftConfig> load_sft_config(const std::string& path) {
   } else if (!path_exists(path_join(c.init_from, "config.json"))) {
     return Status::errorf("{}: key 'model.init_from': {} is not a model directory (no config.json)", path, c.init_from);
   }
+  if (!c.tokenizer.empty()) {  // the tokenizer must load now, not after the output dir exists
+    auto tok = load_tokenizer(c.tokenizer);
+    if (!tok.is_ok()) return tok.status().with_context(path + ": key 'model.tokenizer'");
+  }
   return c;
 }
 
@@ -161,7 +174,7 @@ std::vector<std::string> sft_config_keys() {
 }
 
 EvalResult evaluate_tasks(const Model& m, const Tokenizer& tok, const std::vector<std::string>& tasks, int min_d,
-                          int max_d, int n, uint64_t seed, int max_new) {
+                          int max_d, int n, uint64_t seed, int max_new, const std::string& chat_template) {
   if (tasks.empty() || n <= 0) return EvalResult{};  // nothing to evaluate on
   TaskStream stream(tasks, min_d, max_d, seed ^ kEvalSeedSalt);
   std::vector<TaskExample> ex;
@@ -169,7 +182,7 @@ EvalResult evaluate_tasks(const Model& m, const Tokenizer& tok, const std::vecto
   for (int i = 0; i < n; ++i) {
     ex.push_back(stream.next());
     GenRequest r;
-    r.prompt = encode_prompt(tok, ex.back().prompt);
+    r.prompt = encode_chat_prompt(tok, chat_template, ex.back().prompt);
     r.max_new = max_new;
     r.sampling.temperature = 0;
     reqs.push_back(std::move(r));
@@ -190,7 +203,12 @@ EvalResult evaluate_tasks(const Model& m, const Tokenizer& tok, const std::vecto
 }
 
 Status run_sft(const SftConfig& c, SftReport* report) {
-  ByteTokenizer tok;
+  auto loaded = load_tokenizer(c.tokenizer);
+  if (!loaded.is_ok()) return loaded.status().with_context(c.source + ": key 'model.tokenizer'");
+  const std::shared_ptr<Tokenizer> tokp = loaded.value();
+  const Tokenizer& tok = *tokp;
+  M1_ASSIGN_OR_RETURN(const std::string tmpl,
+                      resolve_chat_template(c.chat_template, c.source + ": key 'model.chat_template'"));
   M1_RETURN_IF_ERROR(make_dirs(c.out_dir));
   const std::string ckroot = path_join(c.out_dir, "checkpoints");
   M1_RETURN_IF_ERROR(make_dirs(ckroot));
@@ -218,7 +236,7 @@ Status run_sft(const SftConfig& c, SftReport* report) {
     model->init_random(c.seed);
   }
   if (model->config().vocab_size < tok.vocab_size())
-    return Status::errorf("{}: vocab_size {} is smaller than the byte tokenizer's {}", c.source,
+    return Status::errorf("{}: vocab_size {} is smaller than the tokenizer's {}", c.source,
                           model->config().vocab_size, tok.vocab_size());
   if (mom.empty()) {
     mom.assign(model->num_params(), 0.f);
@@ -233,7 +251,7 @@ Status run_sft(const SftConfig& c, SftReport* report) {
   report->start_step = step;
   if (c.eval_every > 0 && step == 0) {
     report->eval_before = evaluate_tasks(*model, tok, c.tasks, c.min_difficulty, c.max_difficulty, c.eval_examples,
-                                         c.seed, c.max_new).accuracy;
+                                         c.seed, c.max_new, tmpl).accuracy;
     if (!c.quiet) log_info("sft: held-out accuracy at start {:.3f}", report->eval_before);
   }
   std::vector<float> grads(model->num_params());
@@ -252,7 +270,7 @@ Status run_sft(const SftConfig& c, SftReport* report) {
     if (r.is_ok()) prev = r.value();
     M1_RETURN_IF_ERROR(write_file_atomic(path_join(c.out_dir, "metrics.jsonl"), prev + metrics));
     metrics.clear();
-    M1_RETURN_IF_ERROR(save_checkpoint(ckroot, step, *model, mom, var, data.rng(), examples));
+    M1_RETURN_IF_ERROR(save_checkpoint(ckroot, step, *model, mom, var, data.rng(), examples, c.tokenizer));
     return prune_checkpoints(ckroot, c.keep_checkpoints);
   };
   int64_t checkpointed = step;
@@ -276,7 +294,7 @@ Status run_sft(const SftConfig& c, SftReport* report) {
         --i;
         continue;
       }
-      std::vector<int> toks = encode_prompt(tok, ex.prompt);
+      std::vector<int> toks = encode_chat_prompt(tok, tmpl, ex.prompt);
       const int plen = int(toks.size());
       auto resp = tok.encode(ex.demonstration);
       toks.insert(toks.end(), resp.begin(), resp.end());
@@ -313,7 +331,7 @@ Status run_sft(const SftConfig& c, SftReport* report) {
                          {"lr", lr}, {"tokens_per_s", tokens_trained / std::max(secs, 1e-9)}};
     if (c.eval_every > 0 && (step % c.eval_every == 0 || step == c.steps)) {
       EvalResult ev = evaluate_tasks(*model, tok, c.tasks, c.min_difficulty, c.max_difficulty, c.eval_examples,
-                                     c.seed, c.max_new);
+                                     c.seed, c.max_new, tmpl);
       mj["eval_accuracy"] = ev.accuracy;
       mj["eval_format"] = ev.format;
       report->eval_after = ev.accuracy;

@@ -22,6 +22,8 @@ struct SftConfig {
   std::string source;        // the TOML path, for messages
   std::string model_config;  // model.config: a config.json (fresh init) ...
   std::string init_from;     // ... or model.init_from: a model directory
+  std::string tokenizer;     // model.tokenizer: a tokenizer.json ("" = the byte-level tokenizer)
+  std::string chat_template; // model.chat_template as written: "" none, "m1", or a template text
   uint64_t seed = 1;         // model.seed (init) and the data stream
   std::vector<std::string> tasks = {"add"};
   int min_difficulty = 1, max_difficulty = 2;
@@ -36,7 +38,7 @@ struct SftConfig {
   bool quiet = false;
 };
 
-// Reads an SFT TOML ([model] config|init_from, seed; [data] tasks, min_difficulty,
+// Reads an SFT TOML ([model] config|init_from, seed, tokenizer, chat_template; [data] tasks, min_difficulty,
 // max_difficulty; [train] steps, batch, lr, warmup, weight_decay, clip, threads,
 // checkpoint_every, eval_every, eval_examples, max_new; [output] dir). Errors name the key.
 Result<SftConfig> load_sft_config(const std::string& path);
@@ -61,7 +63,8 @@ struct EvalResult {
   double accuracy = 0, format = 0;
   std::vector<std::string> prompts, responses, answers;
 };
+// Prompts are wrapped by CHAT_TEMPLATE (model/chat_template.h; "" = as they are).
 EvalResult evaluate_tasks(const Model& m, const Tokenizer& tok, const std::vector<std::string>& tasks, int min_d,
-                          int max_d, int n, uint64_t seed, int max_new);
+                          int max_d, int n, uint64_t seed, int max_new, const std::string& chat_template = "");
 
 }  // namespace m1

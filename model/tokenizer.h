@@ -1,6 +1,6 @@
 // Tokenizers. The interface is what generators, judges and SFT need; ByteTokenizer is the
 // built-in byte-level implementation (ids 0..255 = bytes, then special tokens). A Hugging Face
-// tokenizer.json byte-level BPE can implement the same interface later.
+// tokenizer.json byte-level BPE implements it too (model/bpe_tokenizer.h, load_tokenizer there).
 // Thread safety: const methods are safe to call concurrently.
 #pragma once
 

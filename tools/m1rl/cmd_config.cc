@@ -17,7 +17,10 @@ std::string quoted(const std::string& v) {
   std::string out = "\"";
   for (char ch : v) {
     if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
+    if (ch == '\n') out += "\\n";
+    else if (ch == '\t') out += "\\t";
+    else if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) out += fmt::format("\\u{:04X}", int(ch));
+    else out += ch;
   }
   return out + "\"";
 }
@@ -37,12 +40,13 @@ std::string sft_config_to_toml(const SftConfig& c) {
   tasks += "]";
   return fmt::format(
       "# The resolved SFT configuration of {}: every key, defaults filled in, paths absolute.\n"
-      "[model]\nconfig = {}\ninit_from = {}\nseed = {}\n\n"
+      "[model]\nconfig = {}\ninit_from = {}\nseed = {}\ntokenizer = {}\nchat_template = {}\n\n"
       "[data]\ntasks = {}\nmin_difficulty = {}\nmax_difficulty = {}\n\n"
       "[train]\nsteps = {}\nbatch = {}\nlr = {}\nwarmup = {}\nweight_decay = {}\nclip = {}\nthreads = {}\n"
       "checkpoint_every = {}\neval_every = {}\neval_examples = {}\nmax_new = {}\n\n"
       "[output]\ndir = {}\n",
-      c.source, abs_quoted(c.model_config), abs_quoted(c.init_from), c.seed, tasks, c.min_difficulty,
+      c.source, abs_quoted(c.model_config), abs_quoted(c.init_from), c.seed, abs_quoted(c.tokenizer),
+      quoted(c.chat_template), tasks, c.min_difficulty,
       c.max_difficulty, c.steps, c.batch, dbl(c.lr), dbl(c.warmup), dbl(c.weight_decay), dbl(c.clip), c.threads,
       c.checkpoint_every, c.eval_every, c.eval_examples, c.max_new, abs_quoted(c.out_dir));
 }

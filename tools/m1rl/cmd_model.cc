@@ -11,6 +11,8 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/stop.h"
+#include "model/bpe_tokenizer.h"
+#include "model/chat_template.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/objectives.h"
@@ -247,16 +249,32 @@ int model_grad(const std::string& dir, const std::string& input, const std::stri
   return 0;
 }
 
+namespace {
+
+// The tokenizer of model directory DIR (model_dir_tokenizer), checked against the model's
+// vocabulary.
+Result<std::shared_ptr<Tokenizer>> model_tokenizer(const Model& m, const std::string& dir, const std::string& file) {
+  const std::string path = model_dir_tokenizer(dir, file);
+  M1_ASSIGN_OR_RETURN(std::shared_ptr<Tokenizer> tok, load_tokenizer(path));
+  if (m.config().vocab_size < tok->vocab_size())
+    return Status::errorf("{}: vocab_size {} is smaller than the tokenizer's {} ({})", dir, m.config().vocab_size,
+                          tok->vocab_size(), path.empty() ? "the byte-level tokenizer" : path);
+  return tok;
+}
+
+}  // namespace
+
 int generate(const std::string& dir, const std::string& prompt, int max_new, double temperature, double top_p,
-             int top_k, uint64_t seed) {
+             int top_k, uint64_t seed, const std::string& tokenizer, const std::string& chat_template) {
   auto m = load_model(dir);
   if (!m.is_ok()) return fail(m.status());
-  ByteTokenizer tok;
-  if (m->config().vocab_size < tok.vocab_size())
-    return fail(Status::errorf("{}: vocab_size {} is smaller than the byte tokenizer's {}", dir,
-                               m->config().vocab_size, tok.vocab_size()));
+  auto t = model_tokenizer(m.value(), dir, tokenizer);
+  if (!t.is_ok()) return fail(t.status());
+  const Tokenizer& tok = *t.value();
+  auto tmpl = resolve_chat_template(chat_template, "--chat-template");
+  if (!tmpl.is_ok()) return fail(tmpl.status());
   GenRequest r;
-  r.prompt = encode_prompt(tok, prompt);
+  r.prompt = encode_chat_prompt(tok, tmpl.value(), prompt);
   r.max_new = max_new;
   r.sampling.temperature = float(temperature);
   r.sampling.top_p = float(top_p);
@@ -283,17 +301,22 @@ int sft(const std::string& config) {
   return 0;
 }
 
-int eval(const std::string& dir, const std::string& tasks, int min_d, int max_d, int n, uint64_t seed, int max_new) {
+int eval(const std::string& dir, const std::string& tasks, int min_d, int max_d, int n, uint64_t seed, int max_new,
+         const std::string& tokenizer, const std::string& chat_template) {
   auto m = load_model(dir);
   if (!m.is_ok()) return fail(m.status());
+  auto t = model_tokenizer(m.value(), dir, tokenizer);
+  if (!t.is_ok()) return fail(t.status());
+  const Tokenizer& tok = *t.value();
+  auto tmpl = resolve_chat_template(chat_template, "--chat-template");
+  if (!tmpl.is_ok()) return fail(tmpl.status());
   std::vector<std::string> names;
   std::stringstream ss(tasks);
   for (std::string t; std::getline(ss, t, ',');) {
     if (!make_task(t)) return fail(Status::errorf("--tasks: unknown task '{}'", t));
     names.push_back(t);
   }
-  ByteTokenizer tok;
-  EvalResult r = evaluate_tasks(m.value(), tok, names, min_d, max_d, n, seed, max_new);
+  EvalResult r = evaluate_tasks(m.value(), tok, names, min_d, max_d, n, seed, max_new, tmpl.value());
   for (size_t i = 0; i < std::min<size_t>(5, r.prompts.size()); ++i)
     std::printf("  %-24s -> %-28s (expected %s)\n", r.prompts[i].c_str(), r.responses[i].c_str(), r.answers[i].c_str());
   std::printf("%s\n", json{{"accuracy", r.accuracy}, {"format", r.format}, {"examples", n}}.dump().c_str());
