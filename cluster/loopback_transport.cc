@@ -19,7 +19,12 @@ bool LoopbackTransport::partitioned(NodeId a, NodeId b) const {
 }
 
 void LoopbackTransport::enqueue(NodeId from, NodeId to, const msg::Bytes& frame) {
-  const int64_t due = now_() + rng_.between(faults_.min_delay_us, faults_.max_delay_us);
+  int64_t delay = rng_.between(faults_.min_delay_us, faults_.max_delay_us);
+  for (NodeId n : {from, to}) {
+    auto it = slow_.find(n);
+    if (it != slow_.end()) delay *= std::max<int64_t>(1, it->second);
+  }
+  const int64_t due = now_() + delay;
   queue_.emplace(std::make_pair(due, ++order_), Pending{from, to, frame});
 }
 

@@ -68,6 +68,8 @@ class LoopbackTransport final : public Transport {
   // Drops every frame in flight from or to NODE (its process died: what it sent is gone too).
   void purge(NodeId node);
   bool attached(NodeId node) const { return receivers_.count(node) != 0; }
+  // Multiplies the delay of every frame from or to NODE by FACTOR (≥ 1): a slow process or link.
+  void set_slow(NodeId node, int64_t factor) { slow_[node] = factor; }
 
   // Delivers every frame due at now_us(), in (time, send order) order, including frames sent by
   // receivers meanwhile that are already due. Returns how many were delivered.
@@ -88,6 +90,7 @@ class LoopbackTransport final : public Transport {
   std::function<int64_t()> now_;
   LinkFaults faults_;
   std::map<NodeId, Receiver> receivers_;
+  std::map<NodeId, int64_t> slow_;
   std::set<std::pair<NodeId, NodeId>> cuts_;                 // (min, max)
   std::map<std::pair<int64_t, uint64_t>, Pending> queue_;  // (due, order) → frame
   uint64_t order_ = 0;

@@ -386,7 +386,8 @@ Status check_root(const WeightsChunk& m, const uint8_t* base) {
 Status check_root(const StepReport& m, const uint8_t* base) {
   const std::string p = "StepReport.";
   M1_RETURN_UNDER(p, check_root_envelope(m.envelope()));
-  if (m.step() < 1) return Status::errorf("{}step: must be >= 1", p);
+  if (m.step() < 1 && length(m.consumed_group_ids()) != 0)
+    return Status::errorf("{}step: must be >= 1 when groups were consumed", p);
   if (m.version() < 1) return Status::errorf("{}version: must be >= 1", p);
   M1_RETURN_UNDER(p, finite("loss", m.loss()));
   M1_RETURN_UNDER(p, aligned("consumed_group_ids", m.consumed_group_ids(), base));

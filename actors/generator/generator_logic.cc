@@ -19,9 +19,11 @@ GeneratorLogic::GeneratorLogic(Model model, uint64_t version, int max_batch, int
       prefill_cap_(prefill_cap > 0 ? prefill_cap : std::max(1, max_batch_ / 2)),
       rep_(rep) {}
 
-void GeneratorLogic::submit(GenJob job) {
+bool GeneratorLogic::submit(GenJob job) {
   M1_CHECK(!job.prompt.empty());
+  if (!active_.insert(job.request_id).second) return false;
   queue_.push_back(std::move(job));
+  return true;
 }
 
 void GeneratorLogic::set_weights(const float* params, size_t n, uint64_t version) {
@@ -44,6 +46,7 @@ std::vector<GenOutput> GeneratorLogic::abort_all() {
     out.push_back(std::move(o));
   }
   queue_.clear();
+  active_.clear();
   return out;
 }
 
@@ -128,6 +131,7 @@ std::vector<GenOutput> GeneratorLogic::step() {
       s.out.finish = "length";
     }
     if (!s.out.finish.empty()) {
+      active_.erase(s.out.request_id);
       done.push_back(std::move(s.out));
     } else {
       s.next = t.id;

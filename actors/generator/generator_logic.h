@@ -15,6 +15,9 @@
 // has fed the prompt, starts from a copy of the leader's decode state and first distribution
 // (same weights, same tokens: the same numbers a feed of its own would give, without the rows).
 // A follower holds no rows and no state until it samples; it does not count against prefill_cap.
+// Request ids: a request whose id is queued or live already is not started again (the sampler
+// sends an overdue request again with the same id; when it comes back to the generator that is
+// still working on it, that work goes on and the copy is dropped).
 // Ownership: owns its Model copy. Not thread safe: one caller (the generator actor).
 #pragma once
 
@@ -22,6 +25,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "base/rng.h"
@@ -57,7 +61,8 @@ class GeneratorLogic {
   // waiting for a sampling slot (≥ 1; 0 = max(1, max_batch / 2)). So a decode step has at most
   // max_batch + prefill_cap rows (followers of a shared prompt wait without rows).
   GeneratorLogic(Model model, uint64_t version, int max_batch, int eos_id, RepetitionStop rep, int prefill_cap = 0);
-  void submit(GenJob job);
+  // false (nothing queued) when a request with job.request_id is queued or live.
+  bool submit(GenJob job);
   // One scheduling round; returns the sequences that finished in it.
   std::vector<GenOutput> step();
   // REQUIRES: n == model's num_params(); version > current version.
@@ -107,6 +112,7 @@ class GeneratorLogic {
   int max_batch_, eos_, prefill_cap_;
   RepetitionStop rep_;
   std::deque<GenJob> queue_;
+  std::unordered_set<uint64_t> active_;  // request ids queued or live
   std::vector<Slot> live_;
   uint64_t tokens_ = 0, fed_ = 0, shared_ = 0, steps_ = 0, rows_ = 0;
   double decode_s_ = 0;

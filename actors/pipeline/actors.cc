@@ -12,6 +12,7 @@
 #include "actors/sampler/shaping.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/planted.h"
 #include "model/tokenizer.h"
 
 namespace m1::pipe {
@@ -196,11 +197,48 @@ caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a) {
     bool flush_scheduled = false;
     wire::Sender sender;
     uint64_t batches = 0;  // TrainingBatch.batch_id of the last batch
+    uint64_t epoch = 0;    // the newest learner epoch seen (its incarnation)
+    caf::actor_clock::time_point last_contact;  // of that learner: a take or a commit
   };
   auto st = std::make_shared<State>();
   st->sender = {kReplayId, a.incarnation, 0};
   using flush_atom = caf::atom_constant<caf::atom("flush")>;
+  using lease_check_atom = caf::atom_constant<caf::atom("leasechk")>;
+  // Fencing: a learner's requests carry its epoch. A newer epoch supersedes the learner before it
+  // (crashed, or paused and still running): that learner's leases go back to the queue, and its
+  // later takes and commits are refused, so it cannot consume groups (or publish a version) the
+  // new learner does not know of. False for a superseded epoch.
+  auto admit = [=](uint64_t epoch, const char* what) {
+    if (epoch < st->epoch && !planted_bugs().fencing_off) {
+      log_warn("replay: refused a {} from learner epoch {}: superseded by epoch {}", what, epoch, st->epoch);
+      return false;
+    }
+    if (epoch > st->epoch) {
+      if (st->epoch != 0 && a.store->counters().leased > 0)
+        log_info("replay: learner epoch {} supersedes epoch {}: its {} leased groups are released", epoch, st->epoch,
+                 a.store->counters().leased);
+      a.store->release_all();
+      st->epoch = epoch;
+    }
+    st->last_contact = self->clock().now();
+    return true;
+  };
+  // Lease expiry: leases of a learner that has neither taken nor committed for kLeaseExpiry (it
+  // died and no successor came) go back to the queue. A live learner commits within its commit
+  // timeout (3 × 60 s) or gives up and releases them itself.
+  constexpr auto kLeaseExpiry = std::chrono::minutes(5);
+  constexpr auto kLeaseCheck = std::chrono::minutes(1);
+  self->delayed_send(self, kLeaseCheck, lease_check_atom::value);
   return {
+      [=](lease_check_atom) {
+        if (a.store->counters().leased > 0 && self->clock().now() - st->last_contact > kLeaseExpiry) {
+          log_warn("replay: learner epoch {} has not been heard from for {} s: its {} leased groups are released",
+                   st->epoch, std::chrono::duration_cast<std::chrono::seconds>(kLeaseExpiry).count(),
+                   a.store->counters().leased);
+          a.store->release_all();
+        }
+        self->delayed_send(self, kLeaseCheck, lease_check_atom::value);
+      },
       [=](group_atom, const msg::Bytes& b) -> caf::result<msg::Bytes> {
         auto r = msg::decode<msg::JudgedGroup>(b);
         if (!r.is_ok()) {
@@ -232,7 +270,10 @@ caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a) {
       },
       // Replies a TrainingBatch of up to n groups (none when the store failed: logged, and the
       // learner asks again).
-      [=](take_atom, uint64_t n, uint64_t learner_version) -> msg::Bytes {
+      [=](take_atom, uint64_t n, uint64_t learner_version, uint64_t epoch) -> caf::result<msg::Bytes> {
+        if (!admit(epoch, "take"))
+          return caf::make_error(caf::sec::runtime_error,
+                                 fmt::format("learner epoch {} is superseded by epoch {}", epoch, st->epoch));
         std::vector<msg::Bytes> groups;
         auto r = a.store->take_batch(size_t(n), learner_version);
         if (!r.is_ok())
@@ -242,20 +283,28 @@ caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a) {
         return wire::training_batch(st->sender, ++st->batches, learner_version, groups);
       },
       // The consumption of STEP and the weights VERSION the learner publishes once it is durable
-      // (one synced batch; idempotent, so a learner may retry a commit whose reply it lost).
-      [=](commit_atom, const std::vector<uint64_t>& ids, uint64_t step, uint64_t version) -> msg::Bytes {
+      // (one synced batch; idempotent, so a learner may retry a commit whose reply it lost);
+      // refused from a superseded learner epoch.
+      [=](commit_atom, const std::vector<uint64_t>& ids, uint64_t step, uint64_t version,
+          uint64_t epoch) -> msg::Bytes {
         if (step == 0) {
           a.rejects->replay++;
           return wire::commit_result(st->sender, 0, false, "rejected: commit of step 0");
         }
+        if (!admit(epoch, "commit"))
+          return wire::commit_result(st->sender, step, false,
+                                     fmt::format("refused: learner epoch {} is superseded by epoch {}", epoch, st->epoch));
         Status s = a.store->commit_consumed(ids, step, version);
         if (!s.is_ok()) log_error("replay: commit_consumed failed: {}", s.message());
         return wire::commit_result(st->sender, step, s.is_ok(), s.message());
       },
       // The learner gave up on a take (its reply timed out) and dropped its partial batch: every
       // lease goes back to the queue, including those of a take answered too late. Leases are
-      // only the learner's, and it sends this only while no commit is in flight.
-      [=](release_atom) { a.store->release_all(); },
+      // only the learner's, and it sends this only while no commit is in flight. Ignored from a
+      // superseded epoch (the leases are the newer learner's).
+      [=](release_atom, uint64_t epoch) {
+        if (epoch >= st->epoch) a.store->release_all();
+      },
       // Metrics (source "replay"): groups by status (pending, consumed, dropped, quarantined),
       // leased (in memory), and reasons.<class>: dropped and quarantined groups by reason class.
       [=](stats_atom) -> msg::Bytes {

@@ -14,6 +14,7 @@
 #include "actors/learner/learner_logic.h"
 #include "actors/pipeline/run_config.h"
 #include "actors/replay/replay_store.h"
+#include "actors/sampler/request_tracker.h"
 #include "base/event_log.h"
 #include "messages/caf_inspect.h"
 #include "messages/codec.h"
@@ -25,9 +26,9 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;        // generator: on
 using rollout_atom = caf::atom_constant<caf::atom("rollout")>;  // Rollout → sampler
 using judge_atom = caf::atom_constant<caf::atom("judge")>;      // JudgeRequest → judge (replies Verdict)
 using group_atom = caf::atom_constant<caf::atom("group")>;      // JudgedGroup → replay (replies ReplayAck)
-using take_atom = caf::atom_constant<caf::atom("take")>;        // learner → replay: (n, version), replies TrainingBatch
-using commit_atom = caf::atom_constant<caf::atom("commit")>;    // learner → replay: (ids, step, version to publish), replies CommitResult
-using release_atom = caf::atom_constant<caf::atom("release")>;  // learner → replay: release every lease (a take timed out)
+using take_atom = caf::atom_constant<caf::atom("take")>;        // learner → replay: (n, version, epoch), replies TrainingBatch
+using commit_atom = caf::atom_constant<caf::atom("commit")>;    // learner → replay: (ids, step, version to publish, epoch), replies CommitResult
+using release_atom = caf::atom_constant<caf::atom("release")>;  // learner → replay: (epoch) release every lease (a take timed out)
 using weights_atom = caf::atom_constant<caf::atom("weights")>;  // learner → generators
 using step_atom = caf::atom_constant<caf::atom("step")>;        // StepReport → sampler / driver
 using train_atom = caf::atom_constant<caf::atom("train")>;      // learner: next batch
@@ -37,6 +38,16 @@ using done_atom = caf::atom_constant<caf::atom("done")>;        // learner → d
 using fail_atom = caf::atom_constant<caf::atom("fail")>;        // learner → driver: stopped by a failed effect
 using start_atom = caf::atom_constant<caf::atom("start")>;      // sampler: begin issuing
 using eval_atom = caf::atom_constant<caf::atom("eval")>;        // learner → evaluator: version, replies EvalResult
+// Membership at runtime. To the sampler: (add_generator_atom, actor, member id) and
+// (remove_generator_atom, member id), the same for judges; to the learner (from the sampler):
+// the same generator messages, so it publishes weights to the generators that are members.
+using add_generator_atom = caf::atom_constant<caf::atom("addgen")>;
+using remove_generator_atom = caf::atom_constant<caf::atom("rmgen")>;
+using add_judge_atom = caf::atom_constant<caf::atom("addjudge")>;
+using remove_judge_atom = caf::atom_constant<caf::atom("rmjudge")>;
+// To the sampler: (membership_atom, actor): tell that actor (the learner) of every generator that
+// joins or leaves from now on (SamplerArgs::membership at spawn does the same).
+using membership_atom = caf::atom_constant<caf::atom("members")>;
 
 // Registers the types the pipeline's messages carry, for actor systems that talk to other
 // processes (both ends must register; local actors do not need it).
@@ -90,7 +101,11 @@ caf::behavior replay_actor(caf::event_based_actor* self, ReplayArgs a);
 
 struct SamplerArgs {
   RunConfig cfg;
+  // The members at spawn, ids generator_id(i) and judge_id(i); more join with add_generator_atom /
+  // add_judge_atom. Generators given here must hold the weights of start_version.
   std::vector<caf::actor> generators, judges;
+  caf::actor membership;  // told of generators that join or leave after spawn (the learner); may be null
+  RequestTrackerOptions leases;  // deadlines of generation requests (request_tracker.h); must validate()
   caf::actor replay;
   uint64_t incarnation = 1;
   uint64_t start_version = 0;
@@ -118,7 +133,7 @@ struct LearnerArgs {
   std::shared_ptr<LearnerLogic> logic;
   caf::actor replay, sampler, driver, evaluator;
   std::vector<caf::actor> generators;
-  uint64_t incarnation = 1;
+  uint64_t incarnation = 1;  // also its epoch at replay: a newer one fences this learner out
   double start_seconds = 0;  // wall time already spent by earlier incarnations
   std::shared_ptr<RejectCounters> rejects;
   std::shared_ptr<EventLog> events;  // "publish <version> step <step> incarnation <i>"

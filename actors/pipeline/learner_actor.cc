@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "base/file.h"
 #include "base/log.h"
+#include "base/planted.h"
 #include "model/checkpoint.h"
 #include "model/sft.h"
 #include "model/tokenizer.h"
@@ -47,6 +48,8 @@ constexpr auto kTakeRetryDelay = std::chrono::seconds(1);
 // run fails like a refused commit (nothing checkpointed or published; a resume redelivers).
 constexpr auto kCommitTimeout = std::chrono::seconds(60);
 constexpr int kCommitAttempts = 3;
+// A learner that got no full batch for this long sends its weights and version again (announce).
+constexpr auto kRepublishAfter = std::chrono::seconds(30);
 // stats: the sampler and a generator answer from counters they hold, between decode rounds: well
 // under a second. 10 s bounds how long a metrics record can wait for them; on a timeout the record
 // is written without those fields (logged once per run).
@@ -67,15 +70,15 @@ std::chrono::milliseconds eval_timeout(const RunConfig& c) {
 // published once it is durable. A timed-out request is sent again (the commit is idempotent), up
 // to kCommitAttempts in all. K gets the reply, or the error that ended the attempts.
 void request_commit(caf::event_based_actor* self, const caf::actor& replay, const std::vector<uint64_t>& ids,
-                    uint64_t step, uint64_t version, int attempt,
+                    uint64_t step, uint64_t version, uint64_t epoch, int attempt,
                     const std::function<void(const msg::Bytes*, const Status&)>& k) {
-  self->request(replay, kCommitTimeout, commit_atom::value, ids, step, version)
+  self->request(replay, kCommitTimeout, commit_atom::value, ids, step, version, epoch)
       .await([=](const msg::Bytes& reply) { k(&reply, Status::ok()); },
              [=](caf::error& e) {
                if (e == caf::sec::request_timeout && attempt < kCommitAttempts) {
                  log_warn("learner: the commit of step {} timed out after {} s (attempt {} of {}): sending it again",
                           step, kCommitTimeout.count(), attempt, kCommitAttempts);
-                 return request_commit(self, replay, ids, step, version, attempt + 1, k);
+                 return request_commit(self, replay, ids, step, version, epoch, attempt + 1, k);
                }
                k(nullptr, Status::errorf("{} (attempt {} of {}, {} s each)", self->system().render(e), attempt,
                                          kCommitAttempts, kCommitTimeout.count()));
@@ -168,13 +171,19 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     uint64_t last_eval_step = 0;
     bool eval_in_flight = false;  // at most one: a slow evaluator skips eval steps, never queues them
     bool failed = false;          // an effect failed: the learner does nothing more
+    bool announced = false;       // a resumed learner's weights were published (first train)
+    caf::actor_clock::time_point last_announce;  // of the last publish (CAF's clock)
     bool stats_failure_logged = false;  // a stats request failed (logged once per run)
     LearnerLoop loop;
+    // The generators weights are published to, (member id, handle) in join order: LearnerArgs's
+    // (ids generator_id(i)), then those the sampler reports (add_generator_atom / remove_generator_atom).
+    std::vector<std::pair<uint64_t, caf::actor>> generators;
     explicit State(LearnerLoop l) : loop(l) {}
   };
   auto st = std::make_shared<State>(LearnerLoop(
       {uint64_t(a.cfg.steps), uint64_t(a.cfg.checkpoint_every), uint64_t(a.cfg.eval_every)}));
   st->sender = {0x1ea000ull + 1, a.incarnation, 0};
+  for (size_t i = 0; i < a.generators.size(); ++i) st->generators.emplace_back(generator_id(i), a.generators[i]);
   const RunConfig& c = a.cfg;
   Status ms = st->metrics.open(path_join(c.run_dir, "metrics.jsonl"));
   if (!ms.is_ok()) log_error("learner: {}", ms.message());
@@ -193,13 +202,21 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     return wire::weights(st->sender, a.logic->model().params(), a.logic->model().num_params(), a.logic->version(),
                          size_t(1) << 20);
   };
-  auto publish = [=]() {
-    if (a.events)
+  auto publish = [=](bool again = false) {
+    st->last_announce = self->clock().now();
+    if (a.events && !again)
       (void)a.events->append(fmt::format("publish {} step {} incarnation {}", a.logic->version(), a.logic->step(),
                                          a.incarnation));
     auto parts = weights_parts();
-    for (auto& g : a.generators) self->send(g, weights_atom::value, parts);
+    for (auto& g : st->generators) self->send(g.second, weights_atom::value, parts);
     return parts;
+  };
+  // The current weights to every generator and the current version to the sampler, outside a
+  // step (a resumed learner, or one starved of batches).
+  auto announce = [=](bool again) {
+    publish(again);
+    self->send(a.sampler, step_atom::value,
+               wire::step_report(st->sender, a.logic->step(), a.logic->version(), 0.0f, {}, st->checkpoint_step));
   };
   auto done = [=] { return st->loop.done(a.logic->step(), st->halting); };
   auto elapsed = [=] {  // RL wall time over every incarnation of this run
@@ -332,7 +349,9 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
     };
     self->request(a.sampler, kStatsTimeout, stats_atom::value).then([=](const msg::Bytes& s) {
       json fields = sampler_fields(s, *a.rejects);
-      self->request(a.generators[0], kStatsTimeout, stats_atom::value)
+      // From the first generator that is a member now (none: the record goes without gen_ fields).
+      if (st->generators.empty()) return complete(step, fields);
+      self->request(st->generators.front().second, kStatsTimeout, stats_atom::value)
           .then([=](const msg::Bytes& g) mutable {
             add_generator_fields(g, *a.rejects, &fields);
             complete(step, fields);
@@ -350,6 +369,14 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
   return {
       [=](train_atom) {
         if (st->failed) return;
+        // A resumed learner (version > 0) first publishes the weights it loaded and tells the
+        // sampler its version: generators and a sampler that outlived the previous learner hold
+        // an older version, and would wait for a publish or a step report that needs a batch
+        // they cannot make (both found by m1rl sim).
+        if (!st->announced) {
+          st->announced = true;
+          if (a.logic->version() > 0) announce(/*again=*/false);
+        }
         if (c.max_seconds > 0 && !st->halting && elapsed() >= c.max_seconds) {
           log_info("run: run.max_seconds = {} reached at step {}: stopping", c.max_seconds, a.logic->step());
           st->halting = true;
@@ -364,7 +391,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
           st->wait_start = std::chrono::steady_clock::now();
         }
         const size_t need = B - std::min(B, st->batch.size());
-        self->request(a.replay, kTakeTimeout, take_atom::value, uint64_t(need), a.logic->version())
+        self->request(a.replay, kTakeTimeout, take_atom::value, uint64_t(need), a.logic->version(), a.incarnation)
             .await([=](const msg::Bytes& reply) {
               // A malformed batch is counted and asked for again, like a short one.
               auto got = msg::decode<msg::TrainingBatch>(reply);
@@ -375,6 +402,10 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                 for (auto& g : wire::batch_groups(*got.value())) st->batch.push_back(std::move(g));
               }
               if (st->batch.size() < B) {
+                // Starved for kRepublishAfter: the last publish or step report may have been lost
+                // on the way (another process, a partition), and the generators or the sampler
+                // wait for it: send both again.
+                if (a.logic->version() > 0 && self->clock().now() - st->last_announce > kRepublishAfter) announce(/*again=*/true);
                 self->delayed_send(self, std::chrono::milliseconds(10), train_atom::value);
                 return;
               }
@@ -403,7 +434,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
               // The plan's first effect is the commit (asynchronous: replay's reply); the rest run
               // when it succeeded, in order, stopping at the first failure.
               auto after_commit = [=](Status committed) {
-                if (!committed.is_ok()) return fail(step, "commit", committed);
+                if (!committed.is_ok() && !planted_bugs().commit_failure_ignored) return fail(step, "commit", committed);
                 const double commit_s = seconds_since(t_trained);
                 std::vector<msg::Bytes> parts;
                 for (size_t i = 1; i < plan.effects.size(); ++i) {
@@ -424,7 +455,7 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                 }
                 self->send(self, train_atom::value);
               };
-              request_commit(self, a.replay, ids, step, a.logic->version(), 1,
+              request_commit(self, a.replay, ids, step, a.logic->version(), a.incarnation, 1,
                              [=](const msg::Bytes* reply, const Status& s) {
                                after_commit(reply ? commit_status(*reply, step, *a.rejects) : s);
                              });
@@ -436,11 +467,25 @@ caf::behavior learner_actor(caf::event_based_actor* self, LearnerArgs a) {
                        "groups), releasing replay's leases, asking again in {} s",
                        kTakeTimeout.count(), st->batch.size(), kTakeRetryDelay.count());
               st->batch.clear();
-              self->send(a.replay, release_atom::value);
+              self->send(a.replay, release_atom::value, a.incarnation);
               self->delayed_send(self, kTakeRetryDelay, train_atom::value);
             });
       },
       [=](halt_atom) { st->halting = true; },
+      // A generator joined (from the sampler): it gets the current weights now and every publish.
+      // (Version 0 is the start weights, which no weights message carries: a generator that joins
+      // before the first publish must be built with them, like those given at spawn.)
+      [=](add_generator_atom, const caf::actor& g, uint64_t id) {
+        for (auto& m : st->generators)
+          if (m.first == id) return;
+        st->generators.emplace_back(id, g);
+        if (a.logic->version() > 0) self->send(g, weights_atom::value, weights_parts());
+      },
+      [=](remove_generator_atom, uint64_t id) {
+        st->generators.erase(std::remove_if(st->generators.begin(), st->generators.end(),
+                                            [id](const auto& m) { return m.first == id; }),
+                             st->generators.end());
+      },
   };
 }
 

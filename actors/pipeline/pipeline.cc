@@ -196,6 +196,7 @@ Status run_pipeline(const RunConfig& c, RunReport* report) {
     pipe::LearnerArgs la{c,    learner,     replay,        sampler, driver, evaluator,
                          gens, incarnation, start_seconds, rejects, events};
     auto learner_a = sys.spawn<caf::detached>(pipe::learner_actor, la);
+    driver->send(sampler, pipe::membership_atom::value, learner_a);  // generators joining later get weights
     driver->send(sampler, pipe::start_atom::value);
     driver->send(learner_a, pipe::train_atom::value);
 

@@ -10,6 +10,8 @@
 #include "base/check.h"
 #include "base/file.h"
 #include "base/log.h"
+#include "model/bpe_tokenizer.h"
+#include "model/chat_template.h"
 #include "model/config.h"
 #include "model/tasks.h"
 #include "model/toml_config.h"
@@ -46,6 +48,9 @@ Result<RunConfig> read_run_config(TomlConfig& t, const std::string& path, const 
   c.eval_examples = int(evn);
   c.threads = int(th);
   M1_ASSIGN_OR_RETURN(c.model_config, t.get_path("model.config"));
+  M1_ASSIGN_OR_RETURN(c.sft.tokenizer, t.get_path("model.tokenizer"));
+  M1_ASSIGN_OR_RETURN(c.sft.chat_template, t.get_string("model.chat_template", ""));
+  M1_RETURN_IF_ERROR(resolve_chat_template(c.sft.chat_template, path + ": key 'model.chat_template'").status());
   M1_ASSIGN_OR_RETURN(c.sft_checkpoint, t.get_path("sft.checkpoint"));
   if (c.model_config.empty() && c.sft_checkpoint.empty())
     return Status::errorf("{}: key 'model.config': required unless 'sft.checkpoint' names a model", path);
@@ -80,6 +85,7 @@ Result<RunConfig> read_run_config(TomlConfig& t, const std::string& path, const 
   M1_ASSIGN_OR_RETURN(int64_t oc, t.get_int("sampler.overlong_cache", 0, 0, 1 << 20));
   M1_ASSIGN_OR_RETURN(c.format_penalty, t.get_double("sampler.format_penalty", 0, 0, 100));
   M1_ASSIGN_OR_RETURN(c.std_normalize, t.get_bool("sampler.std_normalize", true));
+  M1_ASSIGN_OR_RETURN(c.dynamic_sampling, t.get_bool("sampler.dynamic_sampling", true));
   M1_ASSIGN_OR_RETURN(c.oversample, t.get_double("sampler.oversample", 1.0, 1.0, 16.0));
   M1_ASSIGN_OR_RETURN(int64_t la, t.get_int("sampler.lookahead", 1000, 0, 1000));
   c.lookahead = int(la);
@@ -162,6 +168,17 @@ Result<RunConfig> load_run_config(const std::string& path, const std::string& ru
                             c.sft_checkpoint);
   }
   M1_RETURN_IF_ERROR(pipe::validate_sampler_config(c).with_context(path));
+  // model.tokenizer must name a tokenizer that loads. The RL actors (sampler, generators, judges,
+  // evaluator) still build the byte-level tokenizer themselves, so until they take this one a run
+  // with another tokenizer or a chat template is refused rather than trained inconsistently.
+  if (!c.sft.tokenizer.empty()) {
+    auto tok = load_tokenizer(c.sft.tokenizer);
+    if (!tok.is_ok()) return tok.status().with_context(path + ": key 'model.tokenizer'");
+  }
+  if (!c.sft.tokenizer.empty() || !c.sft.chat_template.empty())
+    return Status::errorf("{}: key '{}': m1rl run's RL stage uses the byte-level tokenizer and raw prompts so far; "
+                          "a tokenizer.json and chat templates work with m1rl sft, generate, eval and tokenize "
+                          "(docs/tokenizer.md)", path, c.sft.tokenizer.empty() ? "model.chat_template" : "model.tokenizer");
   return c;
 }
 
@@ -231,6 +248,8 @@ std::string run_config_to_toml(const RunConfig& c) {
   kv("kernel_threads", std::to_string(c.kernel_threads));
   o += "\n[model]\n";
   kv("config", toml_path(c.model_config));
+  kv("tokenizer", toml_path(c.sft.tokenizer));
+  kv("chat_template", toml_string(c.sft.chat_template));
   o += "\n[sft]\n";
   kv("checkpoint", toml_path(c.sft_checkpoint));
   kv("steps", std::to_string(c.sft.steps));
@@ -253,6 +272,7 @@ std::string run_config_to_toml(const RunConfig& c) {
   kv("overlong_cache", std::to_string(c.overlong_cache));
   kv("format_penalty", toml_double(c.format_penalty));
   kv("std_normalize", toml_bool(c.std_normalize));
+  kv("dynamic_sampling", toml_bool(c.dynamic_sampling));
   kv("oversample", toml_double(c.oversample));
   kv("lookahead", std::to_string(c.lookahead));
   o += "\n[generator]\n";

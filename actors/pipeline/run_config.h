@@ -50,6 +50,7 @@ struct RunConfig {
   int overlong_cache = 0;         // sampler.overlong_cache (DAPO L_cache; 0 = off)
   double format_penalty = 0;      // sampler.format_penalty: subtracted from R for malformed markup
   bool std_normalize = true;      // sampler.std_normalize
+  bool dynamic_sampling = true;   // sampler.dynamic_sampling: drop groups whose rewards are all equal
   double oversample = 1.0;        // sampler.oversample: groups kept in flight per missing accepted group, in [1, 16]
   int lookahead = 1000;           // sampler.lookahead: batches issued ahead of the learner, in [0, 1000]; the
                                   // sampler uses min(lookahead, run.max_staleness) (default: max_staleness)

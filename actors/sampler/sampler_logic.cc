@@ -168,7 +168,7 @@ GroupUpdate DynamicSampler::complete(Group& g) {
   }
   u.window_advanced = windows_.observe(c.max_new, lengths);
   if (u.window_advanced) ++counters_.windows_advanced;
-  if (zero_variance(rewards)) {
+  if (options_.dynamic_sampling && zero_variance(rewards)) {
     --in_flight_;
     c.stats = group_stats(rewards);
     ++counters_.groups_dropped_zero_variance;

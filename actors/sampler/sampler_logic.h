@@ -79,6 +79,9 @@ struct SamplerOptions {
   // The judges' format reward is model/tasks.h check_format, under which a \boxed-only answer
   // to a JSONL math prompt is malformed too. Finite, ≥ 0; 0 = the judge's reward alone.
   double format_penalty = 0;
+  // DAPO's dynamic sampling: a group whose rewards R are all equal is dropped (it has no gradient)
+  // and replaced. false keeps it with advantage 0 (GRPO as published).
+  bool dynamic_sampling = true;
   uint64_t seed = 0;
   uint64_t first_group_id = 1;    // ≥ 1; a resumed run passes its next unused id
   uint64_t first_request_id = 1;  // ≥ 1; likewise

@@ -263,3 +263,25 @@ TEST_CASE("generator: abort_all ends leaders, waiting followers and queued reque
   std::sort(ids.begin(), ids.end());
   CHECK(ids == std::vector<uint64_t>{1, 2, 3, 4});
 }
+
+TEST_CASE("generator: a request id already queued or live is not started again (a reissue to the same generator)") {
+  GeneratorLogic g(tiny(1), 1, 1, 100000, {}, 1);
+  CHECK(g.submit(job(1, 3)));
+  CHECK(g.submit(job(2, 3)));
+  CHECK_FALSE(g.submit(job(2, 3)));  // queued
+  CHECK(g.queued() == 2);
+  g.step();
+  CHECK(g.live() == 1);
+  CHECK_FALSE(g.submit(job(1, 3)));  // live
+  auto out = drain(g);
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].request_id == 1);
+  CHECK(out[1].request_id == 2);
+  // Once answered, the id may run again (the sampler drops a second answer as a duplicate).
+  CHECK(g.submit(job(1, 3)));
+  CHECK(drain(g).size() == 1);
+  // abort_all forgets every id.
+  CHECK(g.submit(job(3, 3)));
+  g.abort_all();
+  CHECK(g.submit(job(3, 3)));
+}

@@ -79,7 +79,7 @@ void run_learner(const std::string& dir, int steps, Peers* p) {
   std::vector<caf::response_promise> held;
   auto replay = ts.sys->spawn([p, &next_group, &rs, &held](caf::event_based_actor* self) -> caf::behavior {
     return {
-        [=, &next_group, &rs, &held](pipe::take_atom, uint64_t need, uint64_t version) -> caf::result<msg::Bytes> {
+        [=, &next_group, &rs, &held](pipe::take_atom, uint64_t need, uint64_t version, uint64_t) -> caf::result<msg::Bytes> {
           ++p->takes;
           p->trace += 't';
           if (p->takes <= p->unanswered_takes) {
@@ -91,8 +91,8 @@ void run_learner(const std::string& dir, int steps, Peers* p) {
           for (uint64_t i = 0; i < need; ++i) out.push_back(make_synthetic_group(next_group++, "add", version, 2, 3));
           return wire::training_batch(rs, uint64_t(p->takes), version, out);
         },
-        [=, &rs, &held](pipe::commit_atom, const std::vector<uint64_t>&, uint64_t step,
-                        uint64_t version) -> caf::result<msg::Bytes> {
+        [=, &rs, &held](pipe::commit_atom, const std::vector<uint64_t>&, uint64_t step, uint64_t version,
+                        uint64_t) -> caf::result<msg::Bytes> {
           ++p->commits;
           p->trace += 'c';
           p->commit_versions.push_back(version);
@@ -103,7 +103,7 @@ void run_learner(const std::string& dir, int steps, Peers* p) {
           if (p->malformed_commit) return msg::Bytes(std::vector<uint8_t>{1, 2, 3});
           return wire::commit_result(rs, step, p->commit_ok, p->commit_ok ? "" : "disk full");
         },
-        [p](pipe::release_atom) {
+        [p](pipe::release_atom, uint64_t) {
           ++p->releases;
           p->trace += 'r';
         },

@@ -114,7 +114,7 @@ TEST_CASE("replay actor: groups are acknowledged after the durable group commit,
   CHECK(acks == std::vector<uint64_t>{1, 2, 3});
   CHECK(sp->counters().by_status[0] == 3);  // durable before the acks were delivered
   auto client2 = ts.sys->spawn([&](caf::event_based_actor* self) {
-    self->request(replay, caf::infinite, pipe::take_atom::value, uint64_t(2), uint64_t(1))
+    self->request(replay, caf::infinite, pipe::take_atom::value, uint64_t(2), uint64_t(1), uint64_t(1))
         .then([&, self](const msg::Bytes& reply) {
           auto batch = msg::decode<msg::TrainingBatch>(reply);
           REQUIRE(batch.is_ok());
@@ -124,7 +124,7 @@ TEST_CASE("replay actor: groups are acknowledged after the durable group commit,
           std::vector<uint64_t> ids;
           for (auto& b : got) ids.push_back(msg::decode<msg::JudgedGroup>(b).value()->group_id());
           CHECK(ids == std::vector<uint64_t>(batch.value()->group_ids()->begin(), batch.value()->group_ids()->end()));
-          self->request(replay, caf::infinite, pipe::commit_atom::value, ids, uint64_t(1), uint64_t(2))
+          self->request(replay, caf::infinite, pipe::commit_atom::value, ids, uint64_t(1), uint64_t(2), uint64_t(1))
               .then([&](const msg::Bytes& b) {
                 auto r = msg::decode<msg::CommitResult>(b);
                 REQUIRE(r.is_ok());
@@ -143,7 +143,7 @@ TEST_CASE("replay actor: groups are acknowledged after the durable group commit,
   REQUIRE(leased.is_ok());
   CHECK(leased->size() == 1);
   CHECK(sp->counters().leased == 1);
-  caf::anon_send(replay, pipe::release_atom::value);
+  caf::anon_send(replay, pipe::release_atom::value, uint64_t(1));
   ts.sched->run();
   CHECK(sp->counters().leased == 0);
   // A group that does not decode is refused (and counted); stats are a Metrics message.
@@ -317,4 +317,58 @@ TEST_CASE("generator actor: a request whose min_version is newer than its weight
   caf::anon_send_exit(gen, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(sampler, caf::exit_reason::user_shutdown);
   ts.sched->run();
+}
+
+TEST_CASE("replay actor: a newer learner epoch fences the older one out and takes over its leases") {
+  TestSystem ts;
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("m1-replay-fence-" + std::to_string(getpid()))).string();
+  remove_all(dir);
+  auto store = ReplayStore::open(dir, ReplayOptions{});
+  REQUIRE(store.is_ok());
+  std::shared_ptr<ReplayStore> sp(std::move(store.value()));
+  REQUIRE(sp->append({make_synthetic_group(1, "add", 0, 2, 4), make_synthetic_group(2, "add", 0, 2, 4)}).is_ok());
+  auto replay = ts.sys->spawn(pipe::replay_actor, pipe::ReplayArgs{sp, std::make_shared<pipe::RejectCounters>()});
+  auto ids_of = [](const msg::Bytes& reply) {
+    auto b = msg::decode<msg::TrainingBatch>(reply);
+    REQUIRE(b.is_ok());
+    return std::vector<uint64_t>(b.value()->group_ids()->begin(), b.value()->group_ids()->end());
+  };
+  std::vector<std::string> trace;
+  auto client = ts.sys->spawn([&](caf::event_based_actor* self) {
+    // Epoch 1 leases group 1 and is then superseded (it crashed, or it is paused and will resume).
+    self->request(replay, std::chrono::seconds(10), pipe::take_atom::value, uint64_t(1), uint64_t(0), uint64_t(1))
+        .await([&, self](const msg::Bytes& r1) {
+          trace.push_back("e1 took " + std::to_string(ids_of(r1).size()));
+          // Epoch 2's take releases epoch 1's lease: it gets both groups.
+          self->request(replay, std::chrono::seconds(10), pipe::take_atom::value, uint64_t(2), uint64_t(0), uint64_t(2))
+              .await([&, self](const msg::Bytes& r2) {
+                trace.push_back("e2 took " + std::to_string(ids_of(r2).size()));
+                self->request(replay, std::chrono::seconds(10), pipe::commit_atom::value, std::vector<uint64_t>{1},
+                              uint64_t(1), uint64_t(1), uint64_t(1))
+                    .await([&, self](const msg::Bytes& c) {
+                      auto r = msg::decode<msg::CommitResult>(c);
+                      REQUIRE(r.is_ok());
+                      trace.push_back(std::string("e1 commit ") + (r.value()->ok() ? "ok" : r.value()->reason()->str()));
+                      self->request(replay, std::chrono::seconds(10), pipe::take_atom::value, uint64_t(1), uint64_t(0),
+                                    uint64_t(1))
+                          .await([&](const msg::Bytes&) { trace.push_back("e1 take answered"); },
+                                 [&](caf::error& e) { trace.push_back("e1 take refused: " + ts.sys->render(e)); });
+                    });
+              });
+        });
+  });
+  ts.sched->run();
+  REQUIRE(trace.size() == 4);
+  CHECK(trace[0] == "e1 took 1");
+  CHECK(trace[1] == "e2 took 2");
+  CHECK(trace[2] == "e1 commit refused: learner epoch 1 is superseded by epoch 2");
+  CHECK(trace[3].find("e1 take refused") == 0);
+  CHECK(trace[3].find("superseded by epoch 2") != std::string::npos);
+  CHECK(sp->counters().by_status[1] == 0);  // nothing consumed by the fenced learner
+  CHECK(sp->counters().leased == 2);        // epoch 2's
+  caf::anon_send_exit(replay, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+  ts.sched->run();
+  remove_all(dir);
 }

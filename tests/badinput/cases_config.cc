@@ -126,6 +126,7 @@ const Key kRunKeys[] = {
     {"sampler.overlong_cache", Type::kInt, 0, 1 << 20},
     {"sampler.format_penalty", Type::kDouble, 0, 100},
     {"sampler.std_normalize", Type::kBool},
+    {"sampler.dynamic_sampling", Type::kBool},
     {"sampler.oversample", Type::kDouble, 1, 16},
     {"sampler.lookahead", Type::kInt, 0, 1000},
     {"generator.count", Type::kInt, 1, 1024},

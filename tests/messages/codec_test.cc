@@ -403,7 +403,7 @@ std::vector<Violation> violations() {
   auto step = [&](std::function<void(StepReportSpec&)> f, std::string e) {
     v.push_back({"step_report", with<StepReportSpec>(f), std::move(e)});
   };
-  step([](StepReportSpec& s) { s.step = 0; }, "StepReport.step: must be >= 1");
+  step([](StepReportSpec& s) { s.step = 0; }, "StepReport.step: must be >= 1 when groups were consumed");
   step([](StepReportSpec& s) { s.version = 0; }, "StepReport.version: must be >= 1");
   step([](StepReportSpec& s) { s.loss = kInf; }, "StepReport.loss: must be finite, got inf");
   step([](StepReportSpec& s) { s.consumed_group_ids = std::vector<uint64_t>{4242, 0}; },

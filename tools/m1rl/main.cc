@@ -155,6 +155,20 @@ int main(int argc, char** argv) {
     c->callback([&, e] { rc = m1::cli::model_grad(dir, in, out, objective, eps_high, e->count() > 0); });
   }
   {
+    model->description("model tools: init, info, logprobs, grad, convert");
+    auto* c = model->add_subcommand("convert", "a model directory to transformers' MiniMax layout (hf) or back (release)");
+    static std::string in, out, to, dtype;
+    static bool force = false;
+    static uint64_t shard_bytes = 5000000000ull;
+    c->add_option("IN_DIR", in, "model directory (either layout)")->required();
+    c->add_option("OUT_DIR", out, "output directory (must not exist or be empty)")->required();
+    c->add_option("--to", to, "hf|release")->required();
+    c->add_option("--dtype", dtype, "bf16|f32 (default: the input's)");
+    c->add_flag("--force", force, "convert although the target layout computes a different function");
+    c->add_option("--max-shard-bytes", shard_bytes, "largest shard")->check(unsigned_int())->group("");
+    c->callback([&] { rc = m1::cli::model_convert(in, out, to, dtype, force, shard_bytes); });
+  }
+  {
     auto* c = app.add_subcommand("generate", "sample a response to a prompt");
     static std::string dir, prompt;
     static int max_new = 64, top_k = 0;
@@ -167,7 +181,12 @@ int main(int argc, char** argv) {
     c->add_option("--top-p", top_p, "nucleus mass")->check(finite_in(1e-6, 1.0));
     c->add_option("--top-k", top_k, "0 = off")->check(CLI::Range(0, 1 << 30));
     c->add_option("--seed", seed, "sampling seed")->check(unsigned_int());
-    c->callback([&] { rc = m1::cli::generate(dir, prompt, max_new, temperature, top_p, top_k, seed); });
+    static std::string tokenizer, chat_template;
+    c->add_option("--tokenizer", tokenizer, "tokenizer.json (default: DIR/tokenizer.json, else byte-level)");
+    c->add_option("--chat-template", chat_template, "\"m1\" (MiniMax-M1's turns) or a text with {user} (default: none)");
+    c->callback([&] {
+      rc = m1::cli::generate(dir, prompt, max_new, temperature, top_p, top_k, seed, tokenizer, chat_template);
+    });
   }
   {
     auto* bench = app.add_subcommand("bench", "benchmarks");
@@ -217,6 +236,27 @@ int main(int argc, char** argv) {
     l->callback([&] {
       rc = m1::cli::bench_learner(lconfig, lgroups, lgroup, lprompt, lresp, lmb, lthreads, lrounds, ljson);
     });
+    auto* tk = bench->add_subcommand("tokenizer", "tokenizer encoding MB/s on one core, ByteTokenizer's beside it");
+    static std::string tfile, tcorpus, tsave;
+    static double tmb = 10;
+    static int tmerges = 4000;
+    static bool tjson = false;
+    tk->add_option("--tokenizer", tfile, "tokenizer.json (default: train one on --corpus)");
+    tk->add_option("--mb", tmb, "megabytes of text to encode")->check(finite_in(0.001, 10000));
+    tk->add_option("--merges", tmerges, "merges of the tokenizer trained when --tokenizer is not given")
+        ->check(CLI::Range(1, 1000000));
+    tk->add_option("--corpus", tcorpus, "English text (default: /usr/share/common-licenses/*)");
+    tk->add_option("--save-tokenizer", tsave, "write the trained tokenizer.json here");
+    tk->add_flag("--json", tjson, "print JSON");
+    tk->callback([&] { rc = m1::cli::bench_tokenizer(tfile, tmb, tmerges, tcorpus, tsave, tjson); });
+  }
+  {
+    auto* c = app.add_subcommand("tokenize", "stdin lines of text to JSON arrays of token ids, or back (--decode)");
+    static std::string file;
+    static bool decode = false;
+    c->add_option("--tokenizer", file, "tokenizer.json (default: the built-in byte-level tokenizer)");
+    c->add_flag("--decode", decode, "read JSON arrays of ids, print each text as a JSON string");
+    c->callback([&] { rc = m1::cli::tokenize(file, decode); });
   }
   {
     auto* c = app.add_subcommand("sft", "supervised fine-tuning on the built-in tasks");
@@ -295,6 +335,24 @@ int main(int argc, char** argv) {
     ck->callback([&] { rc = m1::cli::replay_check(run, json); });
   }
   {
+    auto* c = app.add_subcommand("sim", "deterministic simulation of the pipeline on simulated nodes, with seeded faults");
+    static uint64_t seed = 1;
+    static std::string seeds, faults = "default", plant = "none", work_dir;
+    static int nodes = 3, steps = 6;
+    c->add_option("--seed", seed, "the seed: faults, model and data all follow from it")->check(unsigned_int());
+    c->add_option("--seeds", seeds, "a range A..B of seeds, one line each (overrides --seed)");
+    c->add_option("--nodes", nodes, "simulated nodes: node 1 (replay, sampler, learner) + one generator and judge each")
+        ->check(CLI::Range(2, 64));
+    c->add_option("--steps", steps, "learner steps to reach")->check(CLI::Range(1, 1000));
+    c->add_option("--faults", faults,
+                  "none, default, or key=value,...: drop=P, dup=P, delay=MIN..MAXms, crashes=N, partitions=N, "
+                  "commit_failure=P, learner_crash=P, slow=0|1");
+    c->add_option("--plant", plant, "test only: run with a deliberate bug (dedupe, fencing, commit) to show the "
+                                    "invariants catch it");
+    c->add_option("--work-dir", work_dir, "keep the replay store and logs here (default: a temp dir, removed)");
+    c->callback([&] { rc = m1::cli::sim(seed, seeds, nodes, steps, faults, plant, work_dir); });
+  }
+  {
     auto* c = app.add_subcommand("eval", "held-out accuracy of a model on built-in tasks");
     static std::string dir, tasks = "add";
     static int min_d = 1, max_d = 2, n = 100, max_new = 24;
@@ -306,6 +364,9 @@ int main(int argc, char** argv) {
     c->add_option("--examples", n, "held-out examples")->check(CLI::Range(1, 1000000));
     c->add_option("--seed", seed, "held-out set seed")->check(unsigned_int());
     c->add_option("--max-new", max_new, "token budget per answer")->check(CLI::Range(1, 1 << 20));
+    static std::string tokenizer, chat_template;
+    c->add_option("--tokenizer", tokenizer, "tokenizer.json (default: DIR/tokenizer.json, else byte-level)");
+    c->add_option("--chat-template", chat_template, "\"m1\" (MiniMax-M1's turns) or a text with {user} (default: none)");
     c->callback([&] {
       if (tasks.find_first_not_of(", ") == std::string::npos) {
         std::fprintf(stderr, "m1rl eval: --tasks '%s': expected at least one task (add, sort, add_steps)\n", tasks.c_str());
@@ -317,7 +378,7 @@ int main(int argc, char** argv) {
         rc = 2;
         return;
       }
-      rc = m1::cli::eval(dir, tasks, min_d, max_d, n, seed, max_new);
+      rc = m1::cli::eval(dir, tasks, min_d, max_d, n, seed, max_new, tokenizer, chat_template);
     });
   }
   if (const std::string u = unknown_command(app, argc, argv); !u.empty()) {
